@@ -1,5 +1,5 @@
 "The project's own promises: the install stays CPU-friendly, and the README's two commands are the ones CI runs."
-import configparser, shlex, subprocess
+import configparser, shlex, subprocess, sys
 from packaging.requirements import Requirement
 
 
@@ -37,5 +37,5 @@ def test_package_imports_without_dev_tools(root):
             "    return real(name, *a, **k)\n"
             "builtins.__import__ = guard\n"
             "import etp_nbdev.losses, etp_nbdev.demo; print('ok')")
-    out = subprocess.run(['python', '-c', code], capture_output=True, text=True, cwd=root)
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=root)
     assert out.returncode == 0 and out.stdout.strip() == 'ok', out.stderr
