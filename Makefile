@@ -31,8 +31,8 @@ docs: $(STAMP)  ## the documentation site in _docs/ and README.md (Quarto if ins
 lab: $(STAMP)  ## JupyterLab on the notebooks
 	jupyter lab nbs
 
-export: $(STAMP)  ## notebooks -> package, then strip notebook metadata (run before committing)
-	nbdev_export && nbdev_clean
+export: $(STAMP)  ## notebooks -> package and README.md, then strip notebook metadata (run before committing)
+	nbdev_export && nbdev_clean && python tools/build_docs.py --readme-only
 
 clean:
 	rm -rf _proc _docs demo_out .pytest_cache build *.egg-info
