@@ -29,7 +29,7 @@ docs: $(STAMP)  ## the documentation site in _docs/ and README.md (Quarto if ins
 	python tools/build_docs.py
 
 lab: $(STAMP)  ## JupyterLab on the notebooks
-	jupyter lab nbs
+	jupyter lab nbs $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 export: $(STAMP)  ## notebooks -> package and README.md, then strip notebook metadata (run before committing)
 	nbdev_export && nbdev_clean && python tools/build_docs.py --readme-only

@@ -1,4 +1,4 @@
-import os, sys
+import os, subprocess, sys
 from pathlib import Path
 import pytest
 
@@ -22,3 +22,13 @@ def shared_data() -> Path:
     "The real PTB-XL/CPSC2018 subsets beside the checkout; tests that need them skip where they are absent."
     if not SHARED_DATA.exists(): pytest.skip(f"real-data subset not found at {SHARED_DATA} (it exists in CI and developer checkouts only)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope='session')
+def built_site(root):
+    "The documentation site built offline into _docs/ (once per session), and README.md as it was before the build."
+    readme_before = (root / 'README.md').read_text()
+    r = subprocess.run([sys.executable, 'tools/build_docs.py', '--offline'], cwd=root, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    print(r.stdout)
+    return root / '_docs', readme_before

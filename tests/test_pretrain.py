@@ -196,3 +196,12 @@ def test_nan_stops_with_the_step_and_the_record_named(prepared, text_cache, tmp_
     assert 'loss is nan at step' in r.stderr and repr(p.meta['id'].iloc[row]) in r.stderr and 'last good state' in r.stderr, r.stderr
     ck = torch.load(tmp_path / 'o' / 'checkpoint.pt', weights_only=False)
     assert ck['why'] == 'nan' and all(torch.isfinite(v).all() for v in ck['model'].values() if v.is_floating_point())
+
+
+def test_streaming_from_disk_trains_exactly_like_preloading(prepared, text_cache, tmp_path):
+    "The loader path (--preload no, background workers) feeds the same batches as the preloaded path: same weights."
+    common = ['--epochs', 1, '--batch_size', 32, '--text_cache', text_cache, '--no_progress']
+    run(prepared, '--out', tmp_path / 'pre', '--preload', 'yes', *common)
+    r = run(prepared, '--out', tmp_path / 'stream', '--preload', 'no', '--num_workers', 1, *common)
+    assert 'streamed by 1 workers' in r.stdout, r.stdout
+    assert same_weights(weights(tmp_path / 'pre'), weights(tmp_path / 'stream'))

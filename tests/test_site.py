@@ -1,18 +1,8 @@
 "Stage 4 of `make test`: the documentation site builds offline, every notebook has a page, links and images resolve."
-import subprocess, sys
 import pytest
 import build_docs
 
 pytestmark = pytest.mark.site
-
-
-@pytest.fixture(scope='module')
-def built_site(root):
-    readme_before = (root / 'README.md').read_text()
-    r = subprocess.run([sys.executable, 'tools/build_docs.py', '--offline'], cwd=root, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stdout + r.stderr
-    print(r.stdout)
-    return root / '_docs', readme_before
 
 
 def test_every_notebook_has_a_page_and_all_links_resolve(built_site, root):

@@ -25,6 +25,9 @@ nbdev_test --n_workers 2 --timing
 stage "3/4 pytest tests/ (all but the docs site)"
 python -m pytest tests -m "not site" -q -p no:cacheprovider
 
-stage "4/4 documentation site: nbdev_proc_nbs + smalldocs, every notebook a page, every internal link and image resolves"
-python -m pytest tests -m site -q -p no:cacheprovider
+stage "4/4 documentation site: nbdev_proc_nbs + smalldocs, every notebook a page, every internal link and image resolves, pages in Chromium"
+bash tools/ensure_chromium.sh
+rm -rf _screenshots
+python -m pytest tests -m site -q -p no:cacheprovider -rs
+if compgen -G '_screenshots/*.png' >/dev/null; then echo "screenshots of the site in Chromium: $PWD/_screenshots/"; fi
 echo; echo "all stages passed in $((SECONDS - start)) s"
