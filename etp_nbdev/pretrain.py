@@ -528,7 +528,7 @@ def pretrain(config: PretrainConfig | None = None, resume: bool = False, overwri
             log.add(kind='epoch', epoch=epoch + 1, step=step, loss=np.mean([float(r['loss']) for r in log.rows if r['kind'] == 'step' and int(r['epoch']) == epoch + 1] or [np.nan]),
                     lr=f"{scheduler.get_last_lr()[0]:.6g}", temperature=f"{float(task.temperature()):.5g}",
                     elapsed_s=f"{elapsed0 + time.time() - t_start:.2f}", **{k: f"{v:.6f}" for k, v in metrics.items()})
-            if metrics: bar.write(f"epoch {epoch + 1}: val loss {metrics['val_loss']:.4f}, ECG->report top-1 {metrics['val_top1']:.3f}, top-5 {metrics['val_top5']:.3f}")
+            if metrics: bar.write(f"epoch {epoch + 1}: val loss {metrics['val_loss']:.4f}, {'ECG->report' if config.mode == 'etp' else 'view->view'} top-1 {metrics['val_top1']:.3f}, top-5 {metrics['val_top5']:.3f}")
             if rt.main: plot_metrics(pd_frame(log.rows), out / 'loss.png', f"{config.mode} on {Path(config.data).name}")
             epoch, batch0 = epoch + 1, 0
             save(epoch, 0, step, 'epoch')

@@ -1,32 +1,99 @@
-"`etp_demo`, the main job, run as a user runs it: a console script in a fresh process."
-import json, subprocess
+"`etp_demo`, the main job, run as a user runs it: a console script in a fresh process, on synthetic and on real data."
+import json, os, re, subprocess, sys
+from pathlib import Path
+import pandas as pd
+import pytest
+
+BIN = Path(sys.executable).parent
+ENV = dict(os.environ, HF_HUB_OFFLINE='1', TRANSFORMERS_OFFLINE='1', MPLBACKEND='Agg')
+
+
+def demo(*args, timeout=900) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / 'etp_demo'), *map(str, args)], capture_output=True, text=True, env=ENV, timeout=timeout)
+
+
+@pytest.fixture(scope='module')
+def tiny(tmp_path_factory):
+    "One run of the tiny preset on synthetic data, shared by the tests below: (output folder, completed process)."
+    out = tmp_path_factory.mktemp('demo') / 'out'
+    r = demo('--preset', 'tiny', '--out', out)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return out, r
 
 
 def test_help_explains_the_command():
-    out = subprocess.run(['etp_demo', '--help'], capture_output=True, text=True, check=True).stdout
-    assert 'no network' in out and '--out' in out and '--steps' in out and '--seed' in out and '--n_records' in out
+    out = demo('--help').stdout
+    for opt in ('--preset', 'tiny', 'paper', '--ptbxl', '--cpsc', '--resume', '--strict', 'no network', 'folds 1-8'):
+        assert opt in out, opt
 
 
-def test_demo_writes_report_metrics_and_figure(tmp_path):
-    r = subprocess.run(['etp_demo', '--out', str(tmp_path / 'o'), '--steps', '150', '--n_records', '80'], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
-    assert '[1/4]' in r.stdout and '[4/4]' in r.stdout and 'done in' in r.stdout
-    m = json.loads((tmp_path / 'o' / 'metrics.json').read_text())
-    assert m['steps'] == 150 and m['top1_after'] > 5 * max(m['top1_before'], m['chance'])
-    assert m['data']['records'] + m['data']['skipped'] == 80 and sum(m['data']['splits'].values()) == m['data']['records']
-    assert (tmp_path / 'o' / 'synthetic_ptbxl_100hz' / 'manifest.json').exists()
-    assert abs(m['cross_entropy']['prediction 0.2 on the truth'] - 1.609) < 1e-3
-    report = (tmp_path / 'o' / 'report.md').read_text()
-    assert 'held-out top-1 retrieval' in report and 'toy_clip.png' in report
-    assert (tmp_path / 'o' / 'toy_clip.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+def test_tiny_demo_runs_every_stage_and_writes_a_report(tiny):
+    out, r = tiny
+    for stage in ('[1/4] data', '[2/4] pretraining', '[3/4] evaluation', '[4/4] report', 'done in'): assert stage in r.stdout, stage
+    m = json.loads((out / 'metrics.json').read_text())
+    assert set(m['evaluation']) == {'ptbxl', 'cpsc2018'} and m['pretrain']['ETP']['epochs'] == m['pretrain']['SimCLR']['epochs'] == 3
+    report = (out / 'report.md').read_text()
+    for section in ('## Checks', '## Data', '## Pretraining', '## Linear evaluation (paper Table 1)', '### PTB-XL (paper Table 2)',
+                    '### CPSC2018 (paper Table 3)', '## Figures', '## Reproduce', 'etp_demo --out'):
+        assert section in report, section
+    images = re.findall(r'!\[[^\]]*\]\(([^)]+)\)', report)
+    assert len(images) >= 20 and all((out / i).read_bytes()[:4] == b'\x89PNG' for i in images)
+    # the numbers in metrics.json and in the report are those the evaluation wrote, not made up
+    for ds in ('ptbxl', 'cpsc2018'):
+        zs = json.loads((out / 'eval' / ds / 'zeroshot' / 'etp' / 'zeroshot.json').read_text())
+        assert m['evaluation'][ds]['zero_shot']['ETP']['average'] == zs['average']
+        probe = json.loads((out / 'eval' / ds / 'probe' / 'etp' / 'probe.json').read_text())
+        assert m['evaluation'][ds]['probe']['ETP']['1']['macro_auc'] == probe['summary']['1']['macro_auc']
+        assert f"{100 * probe['summary']['1']['macro_auc']['mean']:.1f} ± " in report
+        # the three encoders were probed on the same saved label subsets
+        subsets = {json.dumps(r['subset']) for name in ('random_init', 'simclr', 'etp')
+                   for r in json.loads((out / 'eval' / ds / 'probe' / name / 'probe.json').read_text())['runs']}
+        assert len(subsets) == 2  # 10% and 100% with one seed, shared by all three
+    checks = m['checks']
+    assert len(checks) == 7 and all(c['passed'] in (True, False) for c in checks)
+    assert sum(f"| {c['check']} | {c['value']} |" in report for c in checks) == len(checks)
+    for c in checks: assert ('pass' if c['passed'] else 'FAIL') + f": {c['check']}" in r.stdout
 
 
-def test_demo_is_deterministic_for_a_seed(tmp_path):
-    for d in ('a', 'b'): subprocess.run(['etp_demo', '--out', str(tmp_path / d), '--steps', '30', '--seed', '3', '--n_records', '20'], check=True, capture_output=True)
-    a, b = (json.loads((tmp_path / d / 'metrics.json').read_text()) for d in 'ab')
-    assert a['final_loss'] == b['final_loss'] and a['top1_after'] == b['top1_after'] and a['data'] == {**b['data'], 'prepared': a['data']['prepared']}
+def test_resume_reuses_the_run_and_refuses_other_settings(tiny):
+    out, first = tiny
+    before = json.loads((out / 'metrics.json').read_text())
+    r = demo('--preset', 'tiny', '--out', out, '--resume')
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert 'reusing' in r.stdout and 'generating' not in r.stdout
+    after = json.loads((out / 'metrics.json').read_text())
+    assert after['pretrain']['ETP']['steps'] == before['pretrain']['ETP']['steps']
+    assert after['evaluation']['ptbxl']['zero_shot'] == before['evaluation']['ptbxl']['zero_shot']  # the same models, the same numbers
+    bad = demo('--preset', 'tiny', '--out', out, '--resume', '--epochs', 4)
+    assert bad.returncode == 2 and 'epochs: then 3, now 4' in bad.stderr and 'Traceback' not in bad.stderr
 
 
-def test_bad_argument_is_refused_with_a_message():
-    r = subprocess.run(['etp_demo', '--steps', 'many'], capture_output=True, text=True)
-    assert r.returncode != 0 and 'steps' in r.stderr
+def test_real_ptbxl_and_a_cpsc_subset_too_small_to_evaluate(shared_data, tmp_path):
+    out = tmp_path / 'real'
+    r = demo('--preset', 'tiny', '--ptbxl', shared_data / 'ptbxl', '--cpsc', shared_data / 'cpsc2018', '--out', out, '--epochs', 1)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    m = json.loads((out / 'metrics.json').read_text())
+    assert 'has no record of class' in m['evaluation']['cpsc2018']['skipped']  # 24 records: reported, not silently dropped
+    assert 'cpsc2018: SKIPPED' in r.stdout and '**cpsc2018: not evaluated.**' in (out / 'report.md').read_text()
+    # PTB-XL: folds 1-8 pretrain, 9 selects, 10 tests
+    db = pd.read_csv(shared_data / 'ptbxl' / 'ptbxl_database.csv', index_col='ecg_id')
+    meta = pd.read_csv(out / 'data' / 'ptbxl_100hz' / 'meta.csv', dtype={'id': str})
+    fold = db.loc[meta['id'].astype(int), 'strat_fold'].to_numpy()
+    assert (meta['split'].to_numpy() == pd.Series(fold).map(lambda f: 'test' if f == 10 else 'val' if f == 9 else 'train').to_numpy()).all()
+    probe = json.loads((out / 'eval' / 'ptbxl' / 'probe' / 'etp' / 'probe.json').read_text())
+    assert probe['data']['n']['test'] == int(((meta['split'] == 'test') & (meta['label'] >= 0)).sum())
+    assert m['pretrain']['ETP']['train_records'] == int(((meta['split'] == 'train') & meta['report'].fillna('').str.strip().ne('')).sum())
+    assert m['config']['ptbxl'] is not None and len(m['checks']) == 3
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--cpsc', '.'], 'needs --ptbxl too'),
+    (['--ptbxl', '/no/such/folder'], 'no such folder'),
+    (['--preset', 'huge'], 'preset must be one of'),
+    (['--fractions', 'half'], 'comma-separated numbers'),
+    (['--fs', '250'], 'fs must be 100 or 500'),
+])
+def test_bad_arguments_are_refused_with_a_message(args, message, tmp_path):
+    r = demo('--out', tmp_path / 'o', *args)
+    assert r.returncode == 2 and message in r.stderr and 'Traceback' not in r.stderr, r.stderr
+    assert not (tmp_path / 'o').exists()  # nothing written before the settings are checked
