@@ -224,6 +224,10 @@ HOW = """\
   high by construction: read it beside F1.
 - Only single-label records are evaluated, as in the paper (unless a probe's task says multi)."""
 
+def _fractions_text(probes) -> str:
+    fr = [f"{f:.0%}" for f in sorted({f for d in probes for f in d['fractions']})]
+    return fr[0] if len(fr) == 1 else ', '.join(fr[:-1]) + ' and ' + fr[-1]
+
 def make_report(
     results,  # folders or files with probe.json / zeroshot.json
     out='report',  # folder for report.md and the figures
@@ -247,7 +251,7 @@ def make_report(
         parts += ["## Linear evaluation (paper Table 1)",
                   "Ours: 100% of the training labels (single-label task), mean ± std over seeds [bootstrap 95% CI of the mean].",
                   _table1(probes) if any(paper_dataset(d['classes']) for d in probes) else '*No result on PTB-XL or CPSC2018 classes.*',
-                  "### Label efficiency", "Macro AUC and macro F1 with 1%, 10% and 100% of the training labels.", _label_efficiency(probes), CONTEXT,
+                  "### Label efficiency", f"Macro AUC and macro F1 with {_fractions_text(probes)} of the training labels.", _label_efficiency(probes), CONTEXT,
                   "### Per class", "AUC / F1 at the largest label fraction, mean over seeds.", _per_class_probe(probes)]
     if zs:
         parts += ["## Zero-shot classification (paper Tables 2 and 3)", _zero_shot_tables(zs)]
