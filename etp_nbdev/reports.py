@@ -478,6 +478,22 @@ PHRASES['swedish'] = [
     ('pagaende', 'ongoing'), ('blokkerad', 'blocked'), ('orsak', 'cause'),
 ]
 
+# %% ../nbs/05_reports.ipynb #0e2f6de2
+PHRASES['other phrasings'] = [
+    ('intraventrikuläre leitungsverzögerung', 'intraventricular conduction delay'), ('leitungsverzögerung', 'conduction delay'),
+    ('rechtsverspätung', 'delayed right ventricular activation'), ('unspezifisch verändert', 'non-specifically changed'),
+    ('verändert', 'changed'), ('myokardischämie', 'myocardial ischaemia'), *_adj('ischämisch', 'ischaemic'),
+    ('frequenz', 'rate'), *_adj('vereinzelt', 'occasional'),
+    ('keine wesentliche änderung zum vorbefund', 'no significant change since the previous ecg'),
+    ('im vergleich zum vor-ekg unverändert', 'unchanged compared with the previous ecg'), ('wesentliche', 'significant'),
+    ('änderung', 'change'), *_adj('regelrecht', 'normal'), ('zeichen der', 'signs of'), ('zeichen', 'signs'),
+    *_adj('verlängert', 'prolonged'), *_adj('linksventrikulär', 'left ventricular'), *_adj('rechtsventrikulär', 'right ventricular'),
+    ('i övrigt normalt ekg', 'otherwise normal ecg'), ('i övrigt', 'otherwise'), ('oklar ålder', 'age undetermined'),
+    ('möjlig', 'possible'), ('ospecifika st-förändringar', 'non-specific st changes'), ('ospecifika', 'non-specific'),
+    ('oförändrat jmf med föregående ekg', 'unchanged compared with the previous ecg'), ('föregående', 'previous'),
+    ('sinustakykardi', 'sinus tachycardia'), ('trolig', 'probable'),
+]
+
 # %% ../nbs/05_reports.ipynb #11cbea3f
 _ASCII = str.maketrans({'ä': 'ae', 'ö': 'oe', 'ü': 'ue', 'ß': 'ss'})
 
