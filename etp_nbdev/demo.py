@@ -12,10 +12,10 @@ from fastcore.script import call_parse
 import etp_nbdev
 from .core import PTBXL_SUPERCLASSES, plot_ecg
 from .synthetic import make_synthetic_cpsc2018, make_synthetic_ptbxl
-from .prepare import Prepared, prepare
+from .prepare import TEXT_MODES, Prepared, prepare
 from .text import PAPER_TEXT_MODEL, TextEncoder, resolve_model
-from .pretrain import PretrainConfig, pretrain
-from .probe import check_classes_present, compare_probes, fraction_key, probe_labels
+from .pretrain import PretrainConfig, TrainingDiverged, pretrain
+from .probe import check_classes_present, compare_probes, fraction_key, parse_numbers, probe_labels
 from .zeroshot import zero_shot
 from .report import make_report, md_table
 
@@ -75,6 +75,7 @@ class DemoConfig:
             p = getattr(self, k)
             if p is not None and not Path(p).is_dir(): raise ValueError(f"--{k} {p}: no such folder")
         if self.fs not in (100, 500): raise ValueError(f"fs must be 100 or 500, got {self.fs}")
+        if self.text not in TEXT_MODES: raise ValueError(f"text must be one of {list(TEXT_MODES)}, got {self.text!r}")
         if self.ptbxl_mix not in ('real', 'balanced'): raise ValueError(f"ptbxl_mix must be 'real' or 'balanced', got {self.ptbxl_mix!r}")
         if self.synthetic and (self.ptbxl_records < 100 or self.cpsc_records < 100):
             raise ValueError(f"the synthetic sets need at least 100 records each (every class in every split), got "
@@ -343,11 +344,6 @@ def run_demo(cfg: DemoConfig | None = None, out='demo_out', resume: bool = False
     return metrics
 
 # %% ../nbs/90_demo.ipynb #92f6d3f1
-def _csv(s, kind=float):
-    if s is None: return None
-    try: return tuple(kind(v) for v in str(s).replace(' ', '').split(',') if v)
-    except ValueError: raise ValueError(f"expected comma-separated numbers, got {s!r}") from None
-
 @call_parse
 def etp_demo(
     out: str = 'demo_out',  # output folder: report.md, metrics.json and figures; data/, runs/ and eval/ below it
@@ -367,17 +363,17 @@ def etp_demo(
     n_jobs: int = None,  # processes that generate and read records (0: all cores)
     resume: bool = False,  # continue an interrupted demo in OUT (same settings): reuse its data, resume its pretraining
     strict: bool = False,  # stop at the first unreadable record (default: report it in the manifest and go on)
-    quiet: bool = False,  # print only the checks and the report's path
+    quiet: bool = False,  # no progress bars or stage lines (pretraining still prints a line per epoch), then the checks and the report's path
 ):
     "Run ETP end to end: prepare PTB-XL and CPSC2018 (synthetic by default, no network), pretrain ETP and SimCLR, evaluate them and a random-init encoder by linear probing and zero-shot classification, and write report.md beside the paper's tables."
     try:
         cfg = demo_config(preset, ptbxl=ptbxl, cpsc=cpsc, epochs=epochs, ptbxl_records=ptbxl_records, cpsc_records=cpsc_records, fs=fs,
-                          text=text, text_model=text_model, fractions=_csv(fractions), seeds=_csv(seeds, int), seed=seed, device=device,
+                          text=text, text_model=text_model, fractions=fractions and parse_numbers(fractions), seeds=seeds and parse_numbers(seeds, int), seed=seed, device=device,
                           n_jobs=n_jobs)
         m = run_demo(cfg, out, resume, strict, verbose=not quiet)
-    except (ValueError, FileNotFoundError, FileExistsError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError, TrainingDiverged) as e:
         print(f"etp_demo: error: {e}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(3 if isinstance(e, TrainingDiverged) else 2)
     if quiet:
         for c in m['checks']: print(f"{'pass' if c['passed'] else 'FAIL'}: {c['check']}: {c['value']}")
         print(f"report: {Path(out) / 'report.md'}")

@@ -25,8 +25,8 @@ __all__ = ['RANDOM', 'METHOD_OF_MODE', 'TASKS', 'CheckpointError', 'Checkpoint',
            'load_checkpoint', 'check_fs', 'pick_device', 'freeze', 'auto_batch', 'embed_records', 'probe_labels',
            'check_classes_present', 'ProbeSettings', 'LinearProbe', 'torch_threads', 'fit_linear', 'evaluate_probe',
            'fraction_key', 'linear_probe_features', 'format_probe_summary', 'as_prepared', 'data_info',
-           'extract_split_features', 'linear_probe', 'write_probe', 'slug', 'compare_probes', 'etp_probe',
-           'write_prepared', 'make_toy_prepared']
+           'extract_split_features', 'linear_probe', 'write_probe', 'slug', 'compare_probes', 'parse_numbers',
+           'etp_probe', 'write_prepared', 'make_toy_prepared']
 
 # %% ../nbs/41_probe.ipynb #ffbcad4e
 class CheckpointError(ValueError):
@@ -426,7 +426,8 @@ def compare_probes(
     return {name: linear_probe(ck, prepared, Path(out) / slug(name), method=name, **kwargs) for name, ck in checkpoints.items()}
 
 # %% ../nbs/41_probe.ipynb #939a3971
-def _numbers(s: str, kind=float) -> tuple:
+def parse_numbers(s: str, kind=float) -> tuple:
+    "Comma-separated numbers from a command line, e.g. '0.01,0.1,1' -> (0.01, 0.1, 1.0); a clear `ValueError` otherwise."
     try: return tuple(kind(v) for v in str(s).replace(' ', '').split(',') if v)
     except ValueError: raise ValueError(f"expected comma-separated numbers, got {s!r}") from None
 
@@ -455,7 +456,7 @@ def etp_probe(
     "Linear evaluation: freeze a checkpoint's ECG encoder, train a linear classifier on its features (model selection on the validation split only), report test macro AUC / F1 with seeds and 95% CIs."
     try:
         settings = ProbeSettings(batch_size, lr, weight_decay, max_epochs, patience, not no_standardize)
-        res = linear_probe(checkpoint, data, out, task, _numbers(fractions), _numbers(seeds, int), settings, subsets, n_boot,
+        res = linear_probe(checkpoint, data, out, task, parse_numbers(fractions), parse_numbers(seeds, int), settings, subsets, n_boot,
                            feature_batch or None, device, method, init_seed, verbose=not quiet)
         if quiet: print(format_probe_summary(res))
     except (CheckpointError, ValueError, FileNotFoundError) as e:

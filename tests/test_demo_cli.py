@@ -92,6 +92,7 @@ def test_real_ptbxl_and_a_cpsc_subset_too_small_to_evaluate(shared_data, tmp_pat
     (['--preset', 'huge'], 'preset must be one of'),
     (['--fractions', 'half'], 'comma-separated numbers'),
     (['--fs', '250'], 'fs must be 100 or 500'),
+    (['--text', 'german'], 'text must be one of'),
     (['--preset', 'paper', '--ptbxl', '.'], 'the hub is switched off'),  # BioClinicalBERT offline: said before any work
 ])
 def test_bad_arguments_are_refused_with_a_message(args, message, tmp_path):
