@@ -33,7 +33,7 @@ def read_reference_codes(path) -> pd.DataFrame:
     return ref.set_index('Recording')[cols].apply(lambda c: c.str.strip()).rename_axis(None)
 
 def _names_of_codes(rid, codes) -> tuple:
-    codes = [c for c in codes if c]
+    codes = list(dict.fromkeys(c for c in codes if c))  # a code repeated in one row ('6,6' in A0953) is one label
     bad = [c for c in codes if not c.isdigit() or not 1 <= int(c) <= 9]
     if bad: raise RecordError(rid, f"REFERENCE.csv label code(s) {bad} are not one of the nine classes 1-9")
     if not codes: raise RecordError(rid, "no label in REFERENCE.csv")
@@ -63,7 +63,12 @@ def parse_dx(dx: str, record='record') -> tuple:
 def read_cpsc_original(path) -> tuple[np.ndarray, dict]:
     "Read an original-format `.mat` (struct `ECG` with `sex`, `age`, `data` 12 x N in mV): ([12, N] float32, {'age', 'sex'})."
     path = Path(path)
-    try: ecg = scipy.io.loadmat(str(path))['ECG'][0, 0]
+    try: mat = scipy.io.loadmat(str(path))
+    except Exception as e: raise RecordError(path.stem, f"unreadable .mat file {path.name} ({type(e).__name__}: {e})") from e
+    if 'ECG' not in mat:
+        if 'val' in mat: raise RecordError(path.stem, f"{path.name} is a CinC-format signal file, but its header {path.stem}.hea is missing")
+        raise RecordError(path.stem, f"{path.name} holds neither the original format's struct ECG nor a CinC signal 'val' (variables: {sorted(k for k in mat if not k.startswith('__'))})")
+    try: ecg = mat['ECG'][0, 0]; ecg['data']
     except Exception as e: raise RecordError(path.stem, f"unreadable original-format .mat ({type(e).__name__}: {e})") from e
     info = {'age': float(np.ravel(ecg['age'])[0]) if np.size(ecg['age']) else np.nan,
             'sex': str(np.ravel(ecg['sex'])[0]) if np.size(ecg['sex']) else ''}
@@ -122,11 +127,12 @@ def cpsc2018_split(codes: pd.DataFrame | None = None) -> pd.Series:
 # %% ../nbs/02_cpsc2018.ipynb #aaaf52e0
 class CPSC2018:
     "A CPSC2018 folder in either format: `records` (id -> path, format), labels, split, and fixed-window signals."
-    def __init__(self, root, fs: int = 500, seconds: float = 10.0, crop: str = 'start', reference=None):
-        self.root, self.fs, self.seconds, self.crop = Path(root), fs, seconds, crop
+    def __init__(self, root, fs: int = 500, seconds: float = 10.0, crop: str = 'start', reference=None,
+                 strict: bool = False):  # stop at the first bad REFERENCE.csv row or record instead of reporting it
+        self.root, self.fs, self.seconds, self.crop, self.strict = Path(root), fs, seconds, crop, strict
         if not self.root.exists(): raise FileNotFoundError(f"{self.root} not found")
         ref_path = Path(reference) if reference else next(iter(sorted(self.root.glob('**/REFERENCE.csv'))), None)
-        self.reference, self.reference_skipped = load_cpsc_reference(ref_path) if ref_path else (None, [])
+        self.reference, self.reference_skipped = load_cpsc_reference(ref_path, strict) if ref_path else (None, [])
         self.reference_codes = read_reference_codes(ref_path) if ref_path else None
         recs = {}
         for hea in sorted(self.root.glob('**/*.hea')): recs[hea.stem] = (hea.with_suffix(''), 'cinc')
@@ -156,13 +162,20 @@ class CPSC2018:
 
     def labels(self) -> pd.DataFrame:
         "Labels of every record found (from its header or REFERENCE.csv), with its split; unlabelled records reported."
-        rows, skipped = read_records(self.records, lambda r: {'id': r, 'labels': self.read_labels(r)})
+        rows, skipped = read_records(self.records, lambda r: {'id': r, 'labels': self.read_labels(r)}, self.strict)
         df = pd.DataFrame(rows).set_index('id').rename_axis(None) if rows else pd.DataFrame(columns=['labels'])
         df['label'] = df['labels'].map(lambda l: CPSC_CLASSES.index(l[0]))
         split = cpsc2018_split(self.reference_codes)
         df['split'] = split.reindex(df.index).fillna('train')
         df.attrs['skipped'] = skipped
         return df
+
+    def missing(self) -> list[dict]:
+        "REFERENCE.csv's records with no signal file under `root`, each with why it cannot be used (REFERENCE.csv is the list of records)."
+        if self.reference_codes is None: return []
+        bad = {s['record']: s['reason'] for s in self.reference_skipped}
+        return [{'record': r, 'reason': bad.get(r, f"listed in REFERENCE.csv, but no {r}.hea or {r}.mat under {self.root}")}
+                for r in self.reference_codes.index if r not in self.records]
 
     def read_labels(self, rid: str) -> tuple:
         "Labels of one record: REFERENCE.csv's (the official order of First/Second/Third) when it lists the record, else the header's #Dx."

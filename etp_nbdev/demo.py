@@ -10,19 +10,20 @@ from pathlib import Path
 import numpy as np
 from fastcore.script import call_parse
 import etp_nbdev
-from .core import PTBXL_SUPERCLASSES, plot_ecg
+from .core import PTBXL_SUPERCLASSES, OutputFolder, command_errors, plot_ecg
 from .synthetic import make_synthetic_cpsc2018, make_synthetic_ptbxl
 from .prepare import TEXT_MODES, Prepared, prepare
 from .text import PAPER_TEXT_MODEL, TextEncoder, resolve_model
 from .pretrain import PretrainConfig, TrainingDiverged, pretrain
 from .probe import check_classes_present, compare_probes, fraction_key, parse_numbers, probe_labels
 from .zeroshot import zero_shot
-from .report import make_report, md_table
+from .report import load_results, md_table, report_markdown
 
 # %% auto #0
-__all__ = ['PRESETS', 'BALANCED_MIX', 'ZERO_SHOT_GOAL', 'CONFIG_FILE', 'RESUMABLE', 'PRETRAIN_METHODS', 'DemoConfig',
-           'demo_config', 'open_demo_dir', 'single_label_counts', 'demo_data', 'demo_pretrain', 'evaluable',
-           'demo_evaluate', 'demo_checks', 'example_ecg_figure', 'write_demo_report', 'run_demo', 'etp_demo']
+__all__ = ['PRESETS', 'BALANCED_MIX', 'ZERO_SHOT_GOAL', 'CONFIG_FILE', 'RESUMABLE', 'DEMO_FILES', 'PRETRAIN_METHODS',
+           'DemoConfig', 'demo_config', 'open_demo_dir', 'single_label_counts', 'demo_data', 'demo_pretrain',
+           'evaluable', 'demo_evaluate', 'demo_checks', 'example_ecg_figure', 'write_demo_report', 'run_demo',
+           'etp_demo']
 
 # %% ../nbs/90_demo.ipynb #669b5d1e
 PRESETS = {
@@ -96,9 +97,12 @@ def demo_config(preset: str = 'cpu', **overrides) -> DemoConfig:
 CONFIG_FILE = 'demo_config.json'
 RESUMABLE = ('device', 'n_jobs', 'tsne_points')  # settings that may change on --resume
 
-def open_demo_dir(cfg: DemoConfig, out, resume: bool = False) -> Path:
-    "Create `out` (emptied of an earlier demo unless resuming) and record the settings; on resume, check they are the same."
+DEMO_FILES = ('data', 'runs', 'eval', 'report.md', 'metrics.json', CONFIG_FILE, '*.png')  # all a demo writes into its folder
+
+def open_demo_dir(cfg: DemoConfig, out, resume: bool = False, overwrite: bool = False) -> Path:
+    "Create `out` (an earlier demo's files removed unless resuming; no other file is touched) and record the settings; on resume, check they are the same."
     out = Path(out)
+    folder = OutputFolder(out, 'etp_demo', inputs=[cfg.ptbxl, cfg.cpsc, cfg.text_model], overwrite=overwrite, in_place=True, writes=DEMO_FILES)
     saved = out / CONFIG_FILE
     if resume and saved.exists():
         old = json.loads(saved.read_text())
@@ -106,9 +110,7 @@ def open_demo_dir(cfg: DemoConfig, out, resume: bool = False) -> Path:
         diff = {k: (old.get(k), v) for k, v in now.items() if k not in RESUMABLE and old.get(k) != v}
         if diff: raise ValueError(f"{saved} was written with other settings: " + '; '.join(f"{k}: then {a!r}, now {b!r}" for k, (a, b) in diff.items())
                                   + ". Resume with the same settings, or run without --resume to start again.")
-    elif out.exists():
-        for sub in ('data', 'runs', 'eval'): shutil.rmtree(out / sub, ignore_errors=True)  # only what a demo writes
-    out.mkdir(parents=True, exist_ok=True)
+    folder.open_in_place(start_again=not (resume and saved.exists()))
     saved.write_text(json.dumps(asdict(cfg), indent=1))
     return out
 
@@ -274,7 +276,7 @@ def write_demo_report(cfg: DemoConfig, out: Path, data: dict, runs: dict, result
     "Write `out/report.md` (the run, its checks, data, pretraining, then the evaluation report) and return it."
     out = Path(out)
     evaluated = [Path(r['folder']) for r in results.values() if 'folder' in r]
-    body = make_report(evaluated, out, tsne_points=cfg.tsne_points) if evaluated else ''
+    body = report_markdown(load_results(evaluated), out, tsne_points=cfg.tsne_points) if evaluated else ''  # figures into the demo's own folder
     body = body.split('\n', 1)[1] if body else ''  # without its title: the demo's report has its own
     where = 'synthetic data generated from the seed (no download)' if cfg.synthetic else \
             'real data: ' + ', '.join(f"`{d['source']}`" for d in data.values())
@@ -315,12 +317,13 @@ def write_demo_report(cfg: DemoConfig, out: Path, data: dict, runs: dict, result
 # %% ../nbs/90_demo.ipynb #f7aed298
 def run_demo(cfg: DemoConfig | None = None, out='demo_out', resume: bool = False, strict: bool = False, verbose: bool = True,
              progress: bool | None = None,  # progress bars while pretraining (default: when verbose)
+             overwrite: bool = False,  # write into an `out` that holds other files (they are kept)
             ) -> dict:
     "Run the whole pipeline (data, pretraining, evaluation, report) with `cfg` (default: the 'cpu' preset); returns metrics.json's content."
     cfg = (cfg or demo_config()).check()
     say, t0, timing = _say_for(verbose), time.time(), {}
     resolve_model(cfg.text_model)  # a text model out of reach fails now, with advice, before any work is done
-    out = open_demo_dir(cfg, out, resume)
+    out = open_demo_dir(cfg, out, resume, overwrite)
     src = 'synthetic data (no download)' if cfg.synthetic else f"real data ({cfg.ptbxl}{', ' + cfg.cpsc if cfg.cpsc else ''})"
     say(f"etp_demo, preset {cfg.preset!r}, on {src} -> {out}")
     say(f"[1/4] data: PTB-XL{' and CPSC2018' if cfg.synthetic or cfg.cpsc else ''} at {cfg.fs} Hz, {cfg.seconds:g} s")
@@ -364,16 +367,14 @@ def etp_demo(
     resume: bool = False,  # continue an interrupted demo in OUT (same settings): reuse its data, resume its pretraining
     strict: bool = False,  # stop at the first unreadable record (default: report it in the manifest and go on)
     quiet: bool = False,  # no progress bars or stage lines (pretraining still prints a line per epoch), then the checks and the report's path
+    overwrite: bool = False,  # write into an OUT that holds other files (they are kept, never deleted); an earlier demo in OUT is always replaced
 ):
     "Run ETP end to end: prepare PTB-XL and CPSC2018 (synthetic by default, no network), pretrain ETP and SimCLR, evaluate them and a random-init encoder by linear probing and zero-shot classification, and write report.md beside the paper's tables."
-    try:
+    with command_errors('etp_demo'):  # bad input: exit 2; diverged pretraining: 3; interrupted: 130
         cfg = demo_config(preset, ptbxl=ptbxl, cpsc=cpsc, epochs=epochs, ptbxl_records=ptbxl_records, cpsc_records=cpsc_records, fs=fs,
                           text=text, text_model=text_model, fractions=fractions and parse_numbers(fractions), seeds=seeds and parse_numbers(seeds, int), seed=seed, device=device,
                           n_jobs=n_jobs)
-        m = run_demo(cfg, out, resume, strict, verbose=not quiet)
-    except (ValueError, FileNotFoundError, FileExistsError, TrainingDiverged) as e:
-        print(f"etp_demo: error: {e}", file=sys.stderr)
-        sys.exit(3 if isinstance(e, TrainingDiverged) else 2)
+        m = run_demo(cfg, out, resume, strict, verbose=not quiet, overwrite=overwrite)
     if quiet:
         for c in m['checks']: print(f"{'pass' if c['passed'] else 'FAIL'}: {c['check']}: {c['value']}")
         print(f"report: {Path(out) / 'report.md'}")

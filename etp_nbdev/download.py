@@ -15,6 +15,7 @@ from urllib.request import ProxyHandler, Request, build_opener
 from fastcore.script import Param, call_parse
 from tqdm import tqdm
 from . import __version__
+from .core import EXIT_BAD_INPUT, EXIT_PARTIAL, OutputFolder, command_errors
 
 # %% auto #0
 __all__ = ['DATASETS', 'USER_AGENT', 'RETRY_PAUSE', 'FAILED_LIST', 'DownloadError', 'ChecksumMismatch', 'Dataset', 'get_dataset',
@@ -24,6 +25,7 @@ __all__ = ['DATASETS', 'USER_AGENT', 'RETRY_PAUSE', 'FAILED_LIST', 'DownloadErro
 # %% ../nbs/06_download.ipynb #0423290d
 class DownloadError(Exception):
     "A download that cannot start, or a file that cannot be fetched and verified; the message says what to do."
+    exit_code = EXIT_BAD_INPUT
 
 class ChecksumMismatch(DownloadError):
     "A file whose SHA-256 differs from the one in the release's checksum list."
@@ -295,6 +297,8 @@ def download(
     if urlsplit(base).scheme not in ('http', 'https', 'file'):
         raise ValueError(f"base_url must start with http://, https:// or file://, got {base_url!r}")
     dest = Path('data') / ds.name if dest is None else Path(dest)
+    mirror = Path(urlsplit(base).path) if urlsplit(base).scheme == 'file' else None
+    folder = OutputFolder(dest, 'etp_download', inputs=[mirror], in_place=True, writes=('*',), can_overwrite=False)  # a new, empty or own folder
     rates = _parse_rates(ds, rates)
     opener, t0 = _opener(base), time.time()
     text = fetch_text(base + ds.checksums, timeout, opener)
@@ -304,7 +308,7 @@ def download(
                             f"Is the base URL the top folder of the release?")
     rep = DownloadReport(ds.name, dest, base, list(files), dry_run=dry_run)
     if not dry_run:
-        dest.mkdir(parents=True, exist_ok=True)
+        folder.open_in_place()
         _write_atomic(dest / ds.checksums, text.encode())
     lock, stop, in_a_row = threading.Lock(), threading.Event(), [0]
     stop_after = max(5, 2 * workers)  # consecutive transfer failures that mean the connection is gone
@@ -412,9 +416,6 @@ def etp_download(
     retries: int = 1,  # extra attempts for a file that fails to download or to verify
 ):
     "Download PTB-XL or CPSC2018 from PhysioNet, checking every file against the release's SHA256SUMS.txt. Re-running is safe and cheap: verified files are skipped, interrupted ones resume; failures are listed and make the exit status non-zero. Options may be written --base_url or --base-url."
-    try:
+    with command_errors('etp_download'):  # bad input or no connection: exit 2; interrupted: 130 (finished files kept, partial ones resume)
         rep = download(dataset, dest, base_url, rates, workers, dry_run, timeout, retries)
-    except (DownloadError, ValueError) as e:
-        print(f"etp_download: error: {e}", file=sys.stderr); return 2
-    except KeyboardInterrupt: return 130
-    return 0 if rep.ok else 1
+    return 0 if rep.ok else EXIT_PARTIAL

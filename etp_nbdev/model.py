@@ -16,7 +16,7 @@ from .resnet1d import resnet18_1d
 
 # %% auto #0
 __all__ = ['HEADS', 'ARCHITECTURES', 'ProjectionHead', 'ETPConfig', 'ETPModel', 'check_text_encoder', 'save_etp', 'load_config',
-           'load_etp', 'export_ecg_encoder', 'load_ecg_encoder']
+           'check_finite_weights', 'load_etp', 'export_ecg_encoder', 'load_ecg_encoder']
 
 # %% ../nbs/12_model.ipynb #c3df3e26
 HEADS = ('linear', 'mlp')
@@ -136,6 +136,13 @@ def _describe_mismatch(model: nn.Module, state: dict) -> str:
     if shapes: parts.append(f"{len(shapes)} of another shape (e.g. {shapes[:2]})")
     return '; '.join(parts)
 
+def check_finite_weights(state: dict, file) -> dict:
+    "Refuse weights with NaN or inf values (a run that diverged), naming the file and the tensors."
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad: raise ValueError(f"{file} holds NaN or infinite weights in {len(bad)} tensor(s) ({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}): "
+                             f"the run that wrote it diverged; use an earlier checkpoint (e.g. its best/ folder) or pretrain again")
+    return state
+
 def load_etp(path, text_encoder=None, config: ETPConfig | None = None, map_location='cpu') -> ETPModel:
     "Rebuild an `ETPModel` from a checkpoint folder and load its weights strictly; check `text_encoder` if given."
     path = Path(path)
@@ -143,7 +150,7 @@ def load_etp(path, text_encoder=None, config: ETPConfig | None = None, map_locat
     model = ETPModel(config)
     f = path / 'model.safetensors'
     if not f.exists(): raise FileNotFoundError(f"{f} not found: the checkpoint has a config but no weights")
-    state = load_file(str(f), device=str(map_location))
+    state = check_finite_weights(load_file(str(f), device=str(map_location)), f)
     problems = _describe_mismatch(model, state)
     if problems:
         raise ValueError(f"{f} does not fit the model its config describes ({config.arch}, head={config.head}, proj_dim={config.proj_dim}, "
@@ -168,7 +175,7 @@ def load_ecg_encoder(path, map_location='cpu') -> nn.Module:
     meta = json.loads((path / 'encoder.json').read_text())
     if meta['arch'] not in ARCHITECTURES: raise ValueError(f"unknown ECG architecture {meta['arch']!r} in {path / 'encoder.json'}")
     enc = ARCHITECTURES[meta['arch']](in_leads=meta['in_leads'])
-    state = load_file(str(path / 'ecg_encoder.safetensors'), device=str(map_location))
+    state = check_finite_weights(load_file(str(path / 'ecg_encoder.safetensors'), device=str(map_location)), path / 'ecg_encoder.safetensors')
     problems = _describe_mismatch(enc, state)
     if problems: raise ValueError(f"{path / 'ecg_encoder.safetensors'} does not fit {meta['arch']}: {problems}")
     enc.load_state_dict(state, strict=True)

@@ -12,14 +12,15 @@ import pandas as pd
 import torch
 from fastcore.script import call_parse
 import etp_nbdev
-from .core import CPSC_CLASSES, PTBXL_SUPERCLASSES, RecordError
+from .core import CPSC_CLASSES, PTBXL_SUPERCLASSES, RecordError, OutputFolder, check_signal, command_errors
 from .ptbxl import PTBXL, find_shared_ptbxl, multilabel_matrix
 from .cpsc2018 import CPSC2018, find_shared_cpsc2018
 from .reports import clean_report, translate_report
 
 # %% auto #0
-__all__ = ['TEXT_MODES', 'open_source', 'detect_dataset', 'read_in_parallel', 'prepare', 'Prepared', 'PreparedECG',
-           'prepared_loader', 'etp_prepare', 'make_broken_ptbxl']
+__all__ = ['TEXT_MODES', 'PREPARED_FORMAT', 'PREPARED_FILES', 'open_source', 'detect_dataset', 'record_name', 'read_in_parallel',
+           'write_prepared_folder', 'list_records', 'write_signals', 'prepare', 'Prepared', 'PreparedECG',
+           'prepared_loader', 'write_prepared', 'etp_prepare', 'make_broken_ptbxl']
 
 # %% ../nbs/04_prepare.ipynb #2543e8a8
 TEXT_MODES = {'raw': lambda t: t if isinstance(t, str) else '', 'clean': clean_report, 'english': translate_report}
@@ -35,16 +36,19 @@ def _ptbxl_table(ds: PTBXL) -> pd.DataFrame:
     return t.reset_index(drop=True)
 
 def _cpsc_table(ds: CPSC2018) -> tuple[pd.DataFrame, list]:
+    "The records found with their labels, and what was skipped: records without usable labels, and REFERENCE.csv rows without a file."
+    missing = ds.missing()
+    if missing and ds.strict: raise RecordError(missing[0]['record'], missing[0]['reason'])
     lab = ds.labels()
     t = pd.DataFrame({'id': lab.index.astype(str), 'split': lab['split'].values, 'labels': lab['labels'].map(' '.join).values, 'report_raw': ''})
     for c in CPSC_CLASSES: t[c] = lab['labels'].map(lambda l: int(c in l)).values
     t['label'] = [CPSC_CLASSES.index(l[0]) if len(l) == 1 else -1 for l in lab['labels']]
-    return t, lab.attrs['skipped']
+    return t, lab.attrs['skipped'] + missing
 
 def open_source(dataset: str, root, fs: int, seconds: float = 10.0, strict: bool = False):
     "The dataset object for `dataset` ('ptbxl' or 'cpsc2018') at `root`, reading at `fs` Hz."
     if dataset == 'ptbxl': return PTBXL(root, fs=fs, strict=strict)
-    if dataset == 'cpsc2018': return CPSC2018(root, fs=fs, seconds=seconds)
+    if dataset == 'cpsc2018': return CPSC2018(root, fs=fs, seconds=seconds, strict=strict)
     raise ValueError(f"dataset must be 'ptbxl' or 'cpsc2018', got {dataset!r}")
 
 def detect_dataset(root) -> str:
@@ -55,17 +59,22 @@ def detect_dataset(root) -> str:
     if any(root.glob('**/REFERENCE.csv')) or any(root.glob('**/A*.hea')) or any(root.glob('**/A*.mat')): return 'cpsc2018'
     raise ValueError(f"{root} is neither a PTB-XL folder (no ptbxl_database.csv) nor a CPSC2018 folder (no REFERENCE.csv or A*.hea/.mat)")
 
-def _signal_reader(ds, dataset):
-    if dataset == 'ptbxl': return lambda rid: ds.signal(int(rid))
-    return ds.signal
+def record_name(dataset: str, rid) -> str:
+    "How messages name a record: by the dataset's own id ('ecg_id 9' in PTB-XL, 'A0001' in CPSC2018)."
+    return f"ecg_id {rid}" if dataset == 'ptbxl' else str(rid)
+
+def _signal_reader(ds, dataset, max_mv):
+    "Read one record and check it as it will be stored: float16, finite, within `max_mv`."
+    read = (lambda rid: ds.signal(int(rid))) if dataset == 'ptbxl' else ds.signal
+    return lambda rid: check_signal(read(rid), record_name(dataset, rid), dtype=np.float16, max_mv=max_mv)
 
 # %% ../nbs/04_prepare.ipynb #7dad3bf9
 _worker = {}
 
-def _init_worker(dataset, root, fs, seconds):
+def _init_worker(dataset, root, fs, seconds, max_mv=None):
     torch.set_num_threads(1)
     ds = open_source(dataset, root, fs, seconds)
-    _worker['read'] = _signal_reader(ds, dataset)
+    _worker['read'] = _signal_reader(ds, dataset, max_mv)
 
 def _read_chunk(ids):
     out = []
@@ -77,9 +86,9 @@ def _read_chunk(ids):
 
 def _chunks(xs, n): return [xs[i:i + n] for i in range(0, len(xs), n)]
 
-def read_in_parallel(dataset, root, fs, seconds, ids, n_jobs=2, chunk=32):
-    "Yield (id, signal or None, reason or None) for `ids`, in order, read by `n_jobs` processes (in-process if 1)."
-    args = (dataset, str(root), fs, seconds)
+def read_in_parallel(dataset, root, fs, seconds, ids, n_jobs=2, chunk=32, max_mv=None):
+    "Yield (id, float16 signal or None, reason or None) for `ids`, in order, read by `n_jobs` processes (in-process if 1)."
+    args = (dataset, str(root), fs, seconds, max_mv)
     if n_jobs <= 1:
         _init_worker(*args)
         for c in _chunks(ids, chunk): yield from _read_chunk(c)
@@ -95,9 +104,64 @@ def _sha256(path, bufsize=1 << 20) -> str:
         while b := f.read(bufsize): h.update(b)
     return h.hexdigest()
 
+PREPARED_FORMAT = 'etp_nbdev.prepared/1'
+PREPARED_FILES = ('signals.f16', 'meta.csv', 'reports.csv', 'manifest.json')
+
+def write_prepared_folder(
+    folder: Path,  # an (empty) folder that already holds signals.f16
+    meta: pd.DataFrame,  # one row per record of signals.f16, in order, with 'id', 'split', 'labels', one 0/1 column per class, 'label', 'report'
+    signals_sha256: str,  # SHA-256 of signals.f16
+    **fields,  # the manifest's other fields (dataset, source, fs, seconds, shape, classes, n_listed, skipped, ...)
+) -> dict:  # the manifest
+    "Write meta.csv (with `report_id`), reports.csv (each distinct text once) and manifest.json beside signals.f16."
+    reports = meta['report'].value_counts(sort=False)
+    meta = meta.assign(report_id=meta['report'].map({t: i for i, t in enumerate(reports.index)}).astype(int))
+    meta.to_csv(folder / 'meta.csv', index=False)
+    pd.DataFrame({'report_id': range(len(reports)), 'text': reports.index, 'count': reports.values}).to_csv(folder / 'reports.csv', index=False)
+    skipped = fields.pop('skipped', [])
+    manifest = dict(format=PREPARED_FORMAT, etp_nbdev_version=etp_nbdev.__version__, created=time.strftime('%Y-%m-%dT%H:%M:%S%z'),
+                    **fields, n_read=len(meta), n_skipped=len(skipped), n_reports=len(reports), splits=meta['split'].value_counts().to_dict(),
+                    sha256={'signals.f16': signals_sha256, 'meta.csv': _sha256(folder / 'meta.csv'), 'reports.csv': _sha256(folder / 'reports.csv')},
+                    skipped=skipped)
+    if manifest['n_read'] + manifest['n_skipped'] != manifest['n_listed']: raise AssertionError("records read + skipped must equal records listed")
+    (folder / 'manifest.json').write_text(json.dumps(manifest, indent=1, default=str))
+    return manifest
+
+def _skip(skipped: list, dataset: str, rid, reason: str, strict: bool):
+    "Report a bad record, or stop on it under `strict`."
+    if strict: raise RecordError(record_name(dataset, rid), reason)
+    skipped.append({'record': str(rid), 'reason': reason})
+
+def list_records(ds, dataset: str, text: str, require_report: bool, strict: bool, limit: int | None = None) -> tuple[pd.DataFrame, list, int]:
+    "The records to read (a table with the report text), those already skipped with their reason, and how many were listed."
+    if dataset == 'ptbxl':  # the manifest names records by the id of meta.csv ('9', not 'ecg_id 9')
+        table, skipped = _ptbxl_table(ds), [dict(s, record=s['record'].removeprefix('ecg_id ')) for s in ds.skipped]
+    else: table, skipped = _cpsc_table(ds)  # records listed: REFERENCE.csv's rows and any other record found
+    if limit: table = table.iloc[:limit]
+    table['report'] = table['report_raw'].map(TEXT_MODES[text])
+    n_listed = len(table) + len(skipped)
+    if require_report:
+        empty = table['report'].str.strip() == ''
+        for rid in table.loc[empty, 'id']: _skip(skipped, dataset, rid, 'empty report', strict)
+        table = table[~empty]
+    return table, skipped, n_listed
+
+def write_signals(path: Path, dataset: str, src, fs: int, seconds: float, ids: list, n_jobs: int, max_mv, strict: bool, skipped: list,
+                  say=print) -> tuple[list, str]:  # (ids written, in order; SHA-256 of the file)
+    "Read the records in parallel and stream them into one float16 file; bad ones are skipped with their reason (or stop the run)."
+    n_samples, keep, h, t0 = int(round(fs * seconds)), [], hashlib.sha256(), time.time()
+    with open(path, 'wb') as f:
+        for i, (rid, x, reason) in enumerate(read_in_parallel(dataset, src, fs, seconds, ids, n_jobs, max_mv=max_mv)):
+            if x is not None and x.shape != (12, n_samples): x, reason = None, f"signal shape {x.shape}, expected (12, {n_samples})"
+            if x is None: _skip(skipped, dataset, rid, reason, strict); continue
+            b = np.ascontiguousarray(x, dtype=np.float16).tobytes()
+            f.write(b); h.update(b); keep.append(rid)
+            if (i + 1) % 2000 == 0: say(f"  {i + 1}/{len(ids)} read ({(i + 1) / (time.time() - t0):.0f} records/s)")
+    return keep, h.hexdigest()
+
 def prepare(
     src,  # a PTB-XL or CPSC2018 folder
-    out,  # the prepared folder to write
+    out,  # the prepared folder to write (not inside `src`; an existing folder is never wiped, see above)
     dataset: str | None = None,  # 'ptbxl' or 'cpsc2018'; detected from the folder if None
     fs: int = 100,  # sampling rate of the arrays (PTB-XL: 100 or 500; CPSC2018: resampled from 500)
     seconds: float = 10.0,  # window length (CPSC2018 records are cropped or zero-padded to it)
@@ -106,69 +170,32 @@ def prepare(
     strict: bool = False,  # stop at the first bad record instead of skipping it
     require_report: bool | None = None,  # skip records without a report (default: True for PTB-XL, False for CPSC2018)
     limit: int | None = None,  # prepare only the first `limit` records (for quick tries)
-    overwrite: bool = False,  # replace an existing prepared folder
+    overwrite: bool = False,  # replace an earlier `prepare` output in `out`, or write beside other files in it (they are kept)
+    max_mv: float | None = 20.0,  # skip records with an |amplitude| above this many mV (saturated or mis-scaled); None: no bound
     verbose: bool = True,
 ) -> dict:  # the manifest
     "Read a dataset once into `out`: float16 signals [N, 12, T], meta.csv, reports.csv and manifest.json."
-    t0 = time.time()
-    src, out = Path(src), Path(out)
-    dataset = dataset or detect_dataset(src)
+    t0, src = time.time(), Path(src)
     say = print if verbose else (lambda *a, **k: None)
     if text not in TEXT_MODES: raise ValueError(f"text must be one of {list(TEXT_MODES)}, got {text!r}")
-    if (out / 'manifest.json').exists() and not overwrite: raise FileExistsError(f"{out} is already prepared; pass overwrite=True (--overwrite) to replace it")
+    folder = OutputFolder(out, 'etp_prepare', inputs=[src], overwrite=overwrite, keep_earlier=True)  # before any work
+    dataset = dataset or detect_dataset(src)
     ds = open_source(dataset, src, fs, seconds, strict)
-    if dataset == 'ptbxl':  # the manifest names records by the id of meta.csv ('9', not 'ecg_id 9')
-        table, skipped = _ptbxl_table(ds), [dict(s, record=s['record'].removeprefix('ecg_id ')) for s in ds.skipped]
-    else: table, skipped = _cpsc_table(ds)  # records listed = records found in the folder
-    if limit: table = table.iloc[:limit]
-    table['report'] = table['report_raw'].map(TEXT_MODES[text])
-    n_listed = len(table) + len(skipped)
     require_report = (dataset == 'ptbxl') if require_report is None else require_report
-    if require_report:
-        empty = table['report'].str.strip() == ''
-        for rid in table.loc[empty, 'id']:
-            if strict: raise RecordError(rid, "empty report")
-            skipped.append({'record': rid, 'reason': 'empty report'})
-        table = table[~empty]
-    n_samples = int(round(fs * seconds))
+    table, skipped, n_listed = list_records(ds, dataset, text, require_report, strict, limit)
     say(f"prepare {dataset} from {src}: {len(table)} records at {fs} Hz x {seconds:g} s with {n_jobs} process(es)")
-    tmp = out.with_name(out.name + '.partial')
-    shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
-    keep, h = [], hashlib.sha256()
-    with open(tmp / 'signals.f16', 'wb') as f:
-        for i, (rid, x, reason) in enumerate(read_in_parallel(dataset, src, fs, seconds, table['id'].tolist(), n_jobs)):
-            if x is None:
-                if strict: raise RecordError(rid, reason)
-                skipped.append({'record': rid, 'reason': reason}); continue
-            if x.shape != (12, n_samples):
-                reason = f"signal shape {x.shape}, expected (12, {n_samples})"
-                if strict: raise RecordError(rid, reason)
-                skipped.append({'record': rid, 'reason': reason}); continue
-            b = np.ascontiguousarray(x, dtype=np.float16).tobytes()
-            f.write(b); h.update(b); keep.append(rid)
-            if verbose and (i + 1) % 2000 == 0: say(f"  {i + 1}/{len(table)} read ({(i + 1) / (time.time() - t0):.0f} records/s)")
-    meta = table.set_index('id').loc[keep].reset_index()
-    reports = meta['report'].value_counts(sort=False)
-    report_ids = {t: i for i, t in enumerate(reports.index)}
-    meta['report_id'] = meta['report'].map(report_ids).astype(int)
-    meta.to_csv(tmp / 'meta.csv', index=False)
-    pd.DataFrame({'report_id': range(len(reports)), 'text': reports.index, 'count': reports.values}).to_csv(tmp / 'reports.csv', index=False)
-    elapsed = time.time() - t0
-    manifest = dict(
-        format='etp_nbdev.prepared/1', dataset=dataset, source=str(src.resolve()), etp_nbdev_version=etp_nbdev.__version__,
-        created=time.strftime('%Y-%m-%dT%H:%M:%S%z'), text=text, fs=fs, seconds=seconds, n_leads=12, n_samples=n_samples, dtype='float16',
-        shape=[len(keep), 12, n_samples], classes=list(PTBXL_SUPERCLASSES if dataset == 'ptbxl' else CPSC_CLASSES),
-        n_listed=n_listed, n_read=len(keep), n_skipped=len(skipped), n_reports=len(reports),
-        splits=meta['split'].value_counts().to_dict(), sha256={'signals.f16': h.hexdigest(), 'meta.csv': _sha256(tmp / 'meta.csv'),
-        'reports.csv': _sha256(tmp / 'reports.csv')}, seconds_taken=round(elapsed, 2), records_per_second=round(len(table) / max(elapsed, 1e-9), 1),
-        skipped=skipped)
-    assert manifest['n_read'] + manifest['n_skipped'] == n_listed, "records read + skipped must equal records listed"
-    (tmp / 'manifest.json').write_text(json.dumps(manifest, indent=1, default=str))
-    if out.exists(): shutil.rmtree(out)
-    tmp.rename(out)
-    say(f"wrote {out}: {len(keep)} records, {len(skipped)} skipped, {len(reports)} unique reports, {elapsed:.1f} s "
+    with folder as tmp:
+        keep, sha = write_signals(tmp / 'signals.f16', dataset, src, fs, seconds, table['id'].tolist(), n_jobs, max_mv, strict, skipped, say)
+        meta = table.set_index('id').loc[keep].reset_index()
+        elapsed = time.time() - t0
+        manifest = write_prepared_folder(
+            tmp, meta, sha, dataset=dataset, source=str(src.resolve()), text=text, fs=fs, seconds=seconds, n_leads=12,
+            n_samples=int(round(fs * seconds)), dtype='float16', shape=[len(keep), 12, int(round(fs * seconds))],
+            classes=list(PTBXL_SUPERCLASSES if dataset == 'ptbxl' else CPSC_CLASSES), max_mv=max_mv, n_listed=n_listed,
+            seconds_taken=round(elapsed, 2), records_per_second=round(len(table) / max(elapsed, 1e-9), 1), skipped=skipped)
+    say(f"wrote {out}: {len(keep)} records, {len(skipped)} skipped, {manifest['n_reports']} unique reports, {elapsed:.1f} s "
         f"({manifest['records_per_second']:.0f} records/s)")
-    for s in skipped[:5]: say(f"  skipped {s['record']}: {s['reason']}")
+    for s in skipped[:5]: say(f"  skipped {record_name(dataset, s['record'])}: {s['reason']}")
     if len(skipped) > 5: say(f"  ... and {len(skipped) - 5} more (see manifest.json)")
     return manifest
 
@@ -233,6 +260,40 @@ def prepared_loader(ds: PreparedECG, batch_size: int = 128, shuffle: bool = Fals
     return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=g, drop_last=drop_last,
                                        num_workers=num_workers, pin_memory=pin_memory, collate_fn=_batch_identity)
 
+# %% ../nbs/04_prepare.ipynb #8cd54534
+def write_prepared(
+    path,  # folder to write (an earlier prepared folder there is replaced only if `overwrite`)
+    signals,  # [N, 12, T] ECGs in mV (stored as float16)
+    labels,  # [N] class indices (-1: not single-label) or [N, C] 0/1
+    splits,  # [N] 'train' / 'val' / 'test'
+    classes,  # the C class names
+    fs: int,  # sampling rate of the signals
+    ids=None,  # [N] record ids (default '1'..'N')
+    reports=None,  # [N] report texts (default '')
+    dataset: str = 'generated',  # the manifest's dataset name
+    overwrite: bool = False,
+) -> Prepared:
+    "Write arrays as a prepared folder (signals.f16, meta.csv, reports.csv, manifest.json) and open it."
+    classes, x, y = list(classes), np.ascontiguousarray(signals, dtype=np.float16), np.asarray(labels)
+    if x.ndim != 3: raise ValueError(f"signals must be [N, leads, T], got shape {x.shape}")
+    if set(splits) - {'train', 'val', 'test'}: raise ValueError(f"splits must be 'train', 'val' or 'test', got {sorted(set(splits))}")
+    n = len(x)
+    if y.ndim == 1:  # class indices -> one-hot rows (none for -1)
+        Y = np.zeros((n, len(classes)), bool); Y[np.flatnonzero(y >= 0), y[y >= 0]] = True
+        label = y
+    else: Y = y.astype(bool); label = np.where(Y.sum(1) == 1, Y.argmax(1), -1)
+    meta = pd.DataFrame({'id': [str(i) for i in (ids if ids is not None else range(1, n + 1))], 'split': list(splits),
+                         'labels': [' '.join(c for c, v in zip(classes, row) if v) for row in Y]})
+    for j, c in enumerate(classes): meta[c] = Y[:, j].astype(int)
+    meta['label'] = label.astype(int)
+    meta['report'] = list(reports) if reports is not None else [''] * n
+    with OutputFolder(path, 'etp_prepare', overwrite=overwrite, keep_earlier=True) as tmp:
+        (tmp / 'signals.f16').write_bytes(x.tobytes())
+        write_prepared_folder(tmp, meta, hashlib.sha256(x.tobytes()).hexdigest(), dataset=dataset, source='generated', text='raw',
+                              fs=int(fs), seconds=x.shape[2] / fs, n_leads=x.shape[1], n_samples=x.shape[2], dtype='float16',
+                              shape=list(x.shape), classes=classes, n_listed=n, skipped=[])
+    return Prepared(path)
+
 # %% ../nbs/04_prepare.ipynb #02b8c986
 @call_parse
 def etp_prepare(
@@ -246,13 +307,13 @@ def etp_prepare(
     strict: bool = False,  # stop at the first bad record (default: report it in the manifest and go on)
     no_report_ok: bool = False,  # keep PTB-XL records whose report is empty (ETP pretraining cannot use them)
     limit: int = None,  # prepare only the first LIMIT records, for a quick try
-    overwrite: bool = False,  # replace OUT if it is already prepared
+    overwrite: bool = False,  # replace an earlier etp_prepare output in OUT, or write beside other files in OUT (those are kept, never deleted)
+    max_mv: float = 20.0,  # skip records whose |amplitude| exceeds this many mV (a saturated or mis-scaled lead); 0: no bound
 ):
-    "Read an ECG dataset once into fast float16 arrays plus metadata and a manifest (bad records reported, not dropped)."
-    try:
-        prepare(src, out, dataset, fs, seconds, text, n_jobs, strict, require_report=False if no_report_ok else None, limit=limit, overwrite=overwrite)
-    except (RecordError, FileExistsError, FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"etp_prepare: {e}")
+    "Read an ECG dataset once into fast float16 arrays plus metadata and a manifest (bad records reported, not dropped). SRC is only read: OUT may not be SRC, contain it or lie inside it."
+    with command_errors('etp_prepare'):
+        prepare(src, out, dataset, fs, seconds, text, n_jobs, strict, require_report=False if no_report_ok else None, limit=limit,
+                overwrite=overwrite, max_mv=max_mv or None)
 
 # %% ../nbs/04_prepare.ipynb #b109e117
 def make_broken_ptbxl(dest, n: int = 12, seed: int = 0) -> dict:

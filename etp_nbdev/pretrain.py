@@ -13,14 +13,15 @@ import torch.distributed as dist
 import torch.nn as nn
 from fastcore.script import call_parse
 from .augment import TwoViews
+from .core import EXIT_DIVERGED, EXIT_INTERRUPTED, OutputFolder, command_errors
 from .losses import clip_loss, nt_xent_loss, similarity_logits
 from .model import ETPConfig, ETPModel, check_text_encoder, export_ecg_encoder, save_etp
 from .prepare import Prepared, PreparedECG
 from .text import EmbeddingCache, TextEncoder, encode_reports
 
 # %% auto #0
-__all__ = ['MODES', 'SCHEDULES', 'AMP_MODES', 'RESUMABLE_CHANGES', 'CHECKPOINT', 'METRIC_COLUMNS', 'PretrainConfig', 'Runtime',
-           'setup_runtime', 'epoch_batches', 'available_memory', 'BatchFeeder', 'check_cached_features',
+__all__ = ['MODES', 'SCHEDULES', 'AMP_MODES', 'RESUMABLE_CHANGES', 'CHECKPOINT', 'METRIC_COLUMNS', 'RUN_FILES', 'PretrainConfig',
+           'Runtime', 'setup_runtime', 'epoch_batches', 'available_memory', 'BatchFeeder', 'check_cached_features',
            'report_features', 'trainable_rows', 'build_model', 'PretrainTask', 'embed_split', 'retrieval_accuracy',
            'batched_loss', 'validate', 'rng_state', 'set_rng_state', 'atomic_torch_save', 'load_checkpoint',
            'config_differences', 'MetricsLog', 'plot_metrics', 'TrainingDiverged', 'StopSignals', 'amp_dtype_for',
@@ -358,6 +359,7 @@ def plot_metrics(metrics, path=None, title: str = ''):
 # %% ../nbs/30_pretrain.ipynb #37ce1bcb
 class TrainingDiverged(RuntimeError):
     "The loss became NaN or infinite; the message names the step and where the last good state was saved."
+    exit_code = EXIT_DIVERGED
 
 class StopSignals:
     "Context manager: SIGTERM/SIGINT set `.signum` instead of killing the process (main thread only)."
@@ -384,12 +386,15 @@ def make_schedule(optimizer, kind: str, total_steps: int):
 def _say(rt: Runtime, *a):
     if rt.main: print(*a, flush=True)
 
+RUN_FILES = (CHECKPOINT, f'.{CHECKPOINT}.*.tmp', 'config.json', 'metrics.csv', 'loss.png', 'model', 'encoder', 'best', 'summary.json')
+
 def _open_run(config: PretrainConfig, rt: Runtime, resume: bool, overwrite: bool) -> dict | None:
-    "Create, replace or reopen the run folder; returns the checkpoint to resume from (or None)."
+    "Create, replace or reopen the run folder (only the run's own files are ever deleted); returns the checkpoint to resume from (or None)."
     out = Path(config.out)
     ck_path = out / CHECKPOINT
+    folder = OutputFolder(out, 'etp_pretrain', inputs=[config.data, config.text_model], overwrite=overwrite, in_place=True, writes=RUN_FILES)
     if overwrite:
-        if rt.main: shutil.rmtree(out, ignore_errors=True)
+        if rt.main: folder.open_in_place(start_again=True)
         rt.barrier()
     elif ck_path.exists():
         if not resume: raise ValueError(f"{ck_path} exists: pass --resume to continue that run, or --overwrite to start again")
@@ -402,7 +407,7 @@ def _open_run(config: PretrainConfig, rt: Runtime, resume: bool, overwrite: bool
     elif (out / 'metrics.csv').exists() and not resume:
         raise ValueError(f"{out} holds an earlier run: pass --overwrite to replace it, or choose another --out")
     if resume: _say(rt, f"no checkpoint in {out}: starting from scratch")
-    if rt.main: out.mkdir(parents=True, exist_ok=True)
+    if rt.main: folder.open_in_place()
     rt.barrier()
     return None
 
@@ -583,16 +588,14 @@ def etp_pretrain(
     save_every: int = 0,  # also save a checkpoint every N steps (default: at the end of each epoch)
     max_steps: int = None,  # stop after N steps in all (for a quick try)
     resume: bool = False,  # continue the run in OUT from its checkpoint (same settings; --epochs may grow)
-    overwrite: bool = False,  # delete OUT and start again
+    overwrite: bool = False,  # start again: delete the earlier run's files in OUT (only those; other files in OUT are kept)
     no_progress: bool = False,  # no progress bar (for logs)
 ):
     "Pretrain the ECG encoder of ETP (or the SimCLR baseline) on a prepared dataset; resumable, and torchrun-ready."
     args = {k: v for k, v in locals().items() if k not in ('resume', 'overwrite', 'no_progress')}
     try:
-        summary = pretrain(PretrainConfig(progress=not no_progress, **args), resume=resume, overwrite=overwrite)
-    except (ValueError, FileNotFoundError, TrainingDiverged) as e:
-        print(f"etp_pretrain: error: {e}", file=sys.stderr)
-        sys.exit(2 if not isinstance(e, TrainingDiverged) else 3)
+        with command_errors('etp_pretrain'):  # bad input: exit 2; diverged: 3 (the checkpoint before it is kept)
+            summary = pretrain(PretrainConfig(progress=not no_progress, **args), resume=resume, overwrite=overwrite)
     finally:
         if dist.is_available() and dist.is_initialized(): dist.destroy_process_group()
-    if summary['status'].startswith('stopped'): sys.exit(130)
+    if summary['status'].startswith('stopped'): sys.exit(EXIT_INTERRUPTED)

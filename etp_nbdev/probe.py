@@ -5,7 +5,7 @@
 # %% ../nbs/41_probe.ipynb #726cbde6
 from __future__ import annotations
 import hashlib, json, re, shutil, time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 import numpy as np
@@ -14,9 +14,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from fastcore.script import call_parse
-from .core import PTBXL_SUPERCLASSES
+from .core import PTBXL_SUPERCLASSES, OutputError, OutputFolder, command_errors
 from .model import ETPConfig, ETPModel, load_config, load_ecg_encoder, load_etp
-from .prepare import Prepared
+from .prepare import Prepared, write_prepared
 from .metrics import (as_targets, best_f1_threshold, bootstrap_ci, evaluate_scores, mean_std, stratified_subset,
                                subset_for, weighted_auc)
 
@@ -26,7 +26,7 @@ __all__ = ['RANDOM', 'METHOD_OF_MODE', 'TASKS', 'CheckpointError', 'Checkpoint',
            'check_classes_present', 'ProbeSettings', 'LinearProbe', 'torch_threads', 'fit_linear', 'evaluate_probe',
            'fraction_key', 'linear_probe_features', 'format_probe_summary', 'as_prepared', 'data_info',
            'extract_split_features', 'linear_probe', 'write_probe', 'slug', 'compare_probes', 'parse_numbers',
-           'etp_probe', 'write_prepared', 'make_toy_prepared']
+           'etp_probe', 'make_toy_prepared']
 
 # %% ../nbs/41_probe.ipynb #ffbcad4e
 class CheckpointError(ValueError):
@@ -371,9 +371,24 @@ def linear_probe(
     method: str | None = None,  # the name shown in reports (default: from the checkpoint)
     init_seed: int = 0,  # seed of a 'random' checkpoint
     verbose: bool = True,
+    overwrite: bool = False,  # write into an `out` that holds other files (they are kept); an earlier probe there is always replaced
 ) -> dict:
     "Linear evaluation of a checkpoint's frozen ECG encoder on a prepared data set, following the paper's protocol."
     say, t0, prepared = print if verbose else (lambda *a, **k: None), time.time(), as_prepared(data)
+    folder = None if out is None else OutputFolder(out, 'etp_probe', inputs=[prepared.path, _path_or_none(checkpoint)], overwrite=overwrite,
+                                                   carry=['subsets'])  # checked before any work; written only when complete
+    with folder or nullcontext() as tmp:
+        res = _linear_probe(checkpoint, prepared, tmp, out, task, fractions, seeds, settings, subsets, n_boot, batch_size, device, method,
+                            init_seed, verbose, t0)
+    if out is not None: say(f"  wrote probe.json, probe_runs.csv, probe_per_class.csv and probe_arrays.npz to {out}")
+    return res
+
+def _path_or_none(checkpoint): return checkpoint if isinstance(checkpoint, (str, Path)) else None
+
+def _linear_probe(checkpoint, prepared, tmp, out, task, fractions, seeds, settings, subsets, n_boot, batch_size, device, method, init_seed,
+                  verbose, t0) -> dict:
+    "`linear_probe`'s work; results go to the folder `tmp` (if not None), which becomes `out`."
+    say = print if verbose else (lambda *a, **k: None)
     ck = load_checkpoint(checkpoint, fs=prepared.manifest.get('fs'), seed=init_seed)
     rows, labels = _split_data(prepared, task)
     device = pick_device(device)
@@ -382,17 +397,18 @@ def linear_probe(
     features = extract_split_features(ck.encoder, prepared, rows, batch_size, device)
     t_feat = time.time() - t0
     say(f"  features: {sum(len(r) for r in rows.values())} records x {features['train'].shape[1]} in {t_feat:.1f} s")
-    if subsets is None and out is not None: subsets = Path(out) / 'subsets'
+    shown_subsets = subsets if subsets is not None or out is None else Path(out) / 'subsets'
+    if subsets is None and tmp is not None: subsets = tmp / 'subsets'
     ids = prepared.meta['id'].to_numpy(dtype=str)
     res = linear_probe_features(features, labels, prepared.classes, fractions, seeds, settings, ids[rows['train']], subsets, n_boot, verbose)
     res = dict(format='etp_nbdev.probe/1', kind='linear_probe', method=method or ck.method, checkpoint=ck.source, model_config=ck.config,
                data=data_info(prepared, task=task, n={s: len(r) for s, r in rows.items()}), task=task,
-               subsets=None if subsets is None else str(subsets), **res)
+               subsets=None if shown_subsets is None else str(shown_subsets), **res)
     res['arrays'].update(ids_test=ids[rows['test']], features_test=features['test'].astype(np.float16))
     res['timing'] = dict(features_s=round(t_feat, 2), total_s=round(time.time() - t0, 2))
     res['features'], res['labels'] = features, labels  # in memory only: all features and labels, e.g. for plots
     say(format_probe_summary(res))
-    if out is not None: say(f"  wrote {', '.join(p.name for p in write_probe(res, out))} to {out}")
+    if tmp is not None: write_probe(res, tmp)
     return res
 
 def write_probe(result: dict, out) -> list[Path]:
@@ -452,57 +468,14 @@ def etp_probe(
     device: str = 'auto',  # 'auto' (CUDA if available), 'cpu', 'cuda', 'cuda:1', ...
     init_seed: int = 0,  # initialisation seed of --checkpoint random
     quiet: bool = False,  # print only the summary
+    overwrite: bool = False,  # write into an OUT that holds other files (they are kept, never deleted); an earlier etp_probe output in OUT is always replaced
 ):
     "Linear evaluation: freeze a checkpoint's ECG encoder, train a linear classifier on its features (model selection on the validation split only), report test macro AUC / F1 with seeds and 95% CIs."
-    try:
+    with command_errors('etp_probe'):
         settings = ProbeSettings(batch_size, lr, weight_decay, max_epochs, patience, not no_standardize)
         res = linear_probe(checkpoint, data, out, task, parse_numbers(fractions), parse_numbers(seeds, int), settings, subsets, n_boot,
-                           feature_batch or None, device, method, init_seed, verbose=not quiet)
+                           feature_batch or None, device, method, init_seed, verbose=not quiet, overwrite=overwrite)
         if quiet: print(format_probe_summary(res))
-    except (CheckpointError, ValueError, FileNotFoundError) as e:
-        raise SystemExit(f"etp_probe: {e}")
-
-# %% ../nbs/41_probe.ipynb #6b95ac30
-def write_prepared(
-    path,  # folder to write (must not exist unless overwrite)
-    signals,  # [N, 12, T] ECGs in mV (stored as float16)
-    labels,  # [N] class indices (-1: not single-label) or [N, C] 0/1
-    splits,  # [N] 'train' / 'val' / 'test'
-    classes,  # the C class names
-    fs: int,  # sampling rate of the signals
-    ids=None,  # [N] record ids (default '1'..'N')
-    reports=None,  # [N] report texts (default '')
-    dataset: str = 'generated',  # the manifest's dataset name
-    overwrite: bool = False,
-) -> Prepared:
-    "Write arrays as a prepared folder (signals.f16, meta.csv, reports.csv, manifest.json) and open it."
-    path, classes = Path(path), list(classes)
-    if (path / 'manifest.json').exists() and not overwrite: raise FileExistsError(f"{path} is already prepared; pass overwrite=True")
-    x = np.ascontiguousarray(signals, dtype=np.float16)
-    if x.ndim != 3: raise ValueError(f"signals must be [N, leads, T], got shape {x.shape}")
-    n = len(x)
-    y = np.asarray(labels)
-    Y = as_targets(np.where(y < 0, 0, y), len(classes)) & (y >= 0)[:, None] if y.ndim == 1 else y.astype(bool)
-    label = y if y.ndim == 1 else np.where(Y.sum(1) == 1, Y.argmax(1), -1)
-    meta = pd.DataFrame({'id': [str(i) for i in (ids if ids is not None else range(1, n + 1))], 'split': list(splits),
-                         'labels': [' '.join(c for c, v in zip(classes, row) if v) for row in Y]})
-    for j, c in enumerate(classes): meta[c] = Y[:, j].astype(int)
-    meta['label'] = label.astype(int)
-    meta['report'] = list(reports) if reports is not None else [''] * n
-    texts = meta['report'].value_counts(sort=False)
-    meta['report_id'] = meta['report'].map({t: i for i, t in enumerate(texts.index)}).astype(int)
-    if set(meta['split']) - {'train', 'val', 'test'}: raise ValueError(f"splits must be 'train', 'val' or 'test', got {sorted(set(meta['split']))}")
-    if path.exists(): shutil.rmtree(path)
-    path.mkdir(parents=True)
-    (path / 'signals.f16').write_bytes(x.tobytes())
-    meta.to_csv(path / 'meta.csv', index=False)
-    pd.DataFrame({'report_id': range(len(texts)), 'text': texts.index, 'count': texts.values}).to_csv(path / 'reports.csv', index=False)
-    sha = {f: hashlib.sha256((path / f).read_bytes()).hexdigest() for f in ('signals.f16', 'meta.csv', 'reports.csv')}
-    manifest = dict(format='etp_nbdev.prepared/1', dataset=dataset, source='generated', text='raw', fs=int(fs), seconds=x.shape[2] / fs,
-                    n_leads=x.shape[1], n_samples=x.shape[2], dtype='float16', shape=list(x.shape), classes=classes, n_listed=n, n_read=n,
-                    n_skipped=0, n_reports=len(texts), splits=meta['split'].value_counts().to_dict(), sha256=sha, skipped=[])
-    (path / 'manifest.json').write_text(json.dumps(manifest, indent=1))
-    return Prepared(path)
 
 # %% ../nbs/41_probe.ipynb #1dbc4e84
 def make_toy_prepared(

@@ -66,8 +66,8 @@ def load_ptbxl_metadata(
     path = root / 'ptbxl_database.csv'
     if not path.exists(): raise FileNotFoundError(f"{path} not found: is {root} a PTB-XL folder?")
     raw = pd.read_csv(path)
-    missing = {'ecg_id', 'report', 'scp_codes', 'strat_fold', 'filename_lr', 'filename_hr'} - set(raw.columns)
-    if missing: raise ValueError(f"{path} lacks column(s) {sorted(missing)}")
+    missing = {'ecg_id', 'patient_id', 'report', 'scp_codes', 'strat_fold', 'filename_lr', 'filename_hr'} - set(raw.columns)
+    if missing: raise ValueError(f"{path} lacks the column(s) {', '.join(sorted(missing))}, which every PTB-XL release has: is it the official ptbxl_database.csv?")
     statements = load_scp_statements(root)
     known, dc = set(statements.index), diagnostic_classes(statements)
     rows, skipped = read_records((r for _, r in raw.iterrows()), lambda r: _check_row(r, known, dc), strict,

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from fastcore.script import Param, call_parse
 import etp_nbdev
-from .core import CPSC_CLASSES, PTBXL_SUPERCLASSES
+from .core import CPSC_CLASSES, PTBXL_SUPERCLASSES, OutputFolder, command_errors
 from .metrics import plot_confusion, plot_embedding_map, plot_roc
 from .probe import fraction_key, slug
 from .zeroshot import plot_similarity
@@ -17,7 +17,7 @@ from .zeroshot import plot_similarity
 # %% auto #0
 __all__ = ['PAPER', 'PAPER_TABLE1', 'PAPER_TABLE2', 'PAPER_TABLE3', 'PAPER_ZERO_SHOT', 'CONTEXT', 'DATASET_NAMES', 'RESULT_FILES',
            'HOW', 'paper_dataset', 'load_results', 'load_arrays', 'pct', 'fmt_stat', 'fmt_triple', 'md_table',
-           'report_figures', 'make_report', 'etp_report']
+           'report_figures', 'make_report', 'report_markdown', 'etp_report']
 
 # %% ../nbs/43_report.ipynb #501b857d
 PAPER = 'Liu, Wan et al., ETP: Learning Transferable ECG Representations via ECG-Text Pre-training, ICASSP 2024'
@@ -230,14 +230,30 @@ def _fractions_text(probes) -> str:
 
 def make_report(
     results,  # folders or files with probe.json / zeroshot.json
-    out='report',  # folder for report.md and the figures
+    out='report',  # folder for report.md and the figures (it may not contain, or lie inside, the results)
     title: str = 'ETP evaluation report',
     tsne_points: int = 1500,  # points per t-SNE map (0: no t-SNE)
     plots: bool = True,
+    overwrite: bool = False,  # write into an `out` that holds other files (they are kept); an earlier report there is always replaced
 ) -> str:  # the Markdown text (also written to out/report.md)
     "Write report.md (our numbers beside the paper's Tables 1-3) and the PNG figures into `out`."
+    results = [results] if isinstance(results, (str, Path)) else list(results)
+    folder = OutputFolder(out, 'etp_report', inputs=results, overwrite=overwrite)
     docs = load_results(results)
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    with folder as tmp:
+        text = report_markdown(docs, tmp, title, tsne_points, plots)
+        (tmp / 'report.md').write_text(text)
+    return text
+
+def report_markdown(
+    docs: list,  # loaded results (`load_results`)
+    out,  # an existing folder the figures are written into (report.md links them by name)
+    title: str = 'ETP evaluation report',
+    tsne_points: int = 1500,
+    plots: bool = True,
+) -> str:
+    "The report's Markdown text; its figures are written into `out` (a folder the caller owns, as `make_report`'s or `etp_demo`'s)."
+    out = Path(out)
     probes = [d for d in docs if d['kind'] == 'linear_probe']
     zs = [d for d in docs if d['kind'] == 'zero_shot']
     parts = [f"# {title}",
@@ -259,9 +275,7 @@ def make_report(
         figs = [f for d in docs for f in report_figures(d, out, tsne_points)]
         if figs: parts += ["## Figures", '\n\n'.join(f"**{c}**\n\n![{c}]({name})" for c, name in figs)]
     parts += ["## How these numbers were made", HOW]
-    text = '\n\n'.join(parts) + '\n'
-    (out / 'report.md').write_text(text)
-    return text
+    return '\n\n'.join(parts) + '\n'
 
 @call_parse
 def etp_report(
@@ -271,11 +285,10 @@ def etp_report(
     tsne_points: int = 1500,  # at most this many points in each t-SNE map (0: no t-SNE maps)
     no_plots: bool = False,  # write the Markdown only
     quiet: bool = False,  # do not print the report
+    overwrite: bool = False,  # write into an OUT that holds other files (they are kept, never deleted); an earlier etp_report output in OUT is always replaced
 ):
     "Write (and print) a Markdown report of linear-probe and zero-shot results beside the paper's Tables 1-3, with ROC, confusion, similarity and t-SNE figures."
-    try:
-        text = make_report(results, out, title, tsne_points, not no_plots)
-    except (FileNotFoundError, ValueError, KeyError) as e:
-        raise SystemExit(f"etp_report: {e}")
+    with command_errors('etp_report'):
+        text = make_report(results, out, title, tsne_points, not no_plots, overwrite)
     if not quiet: print(text)
     print(f"wrote {Path(out) / 'report.md'}")

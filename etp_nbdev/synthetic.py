@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from fastcore.script import call_parse
-from .core import LEADS, PTBXL_SUPERCLASSES, CPSC_CLASSES, CPSC_SNOMED
+from .core import OutputFolder, command_errors, LEADS, PTBXL_SUPERCLASSES, CPSC_CLASSES, CPSC_SNOMED
 
 # %% auto #0
 __all__ = ['ELECTRODES', 'LIMB_ELECTRODES', 'CHEST_ELECTRODES', 'WAVES', 'QRS_WAVES', 'TERRITORIES', 'MODIFIERS', 'KNOWN_CODES',
@@ -984,18 +984,6 @@ def _map(fn, tasks, n_jobs: int, progress: bool, desc: str):
     if bar: bar.close()
     return out
 
-def _prepare_dest(dest, ours, overwrite: bool) -> Path:
-    "Create `dest`; refuse to write into a folder that already holds a dataset unless `overwrite` (then remove only our files)."
-    dest = Path(dest)
-    found = [p for p in ours if (dest / p).exists()]
-    if found and not overwrite:
-        raise FileExistsError(f"{dest} already holds {', '.join(found)}; choose an empty folder or pass overwrite=True (--overwrite)")
-    for p in found:
-        if (dest / p).is_dir(): shutil.rmtree(dest / p)
-        else: (dest / p).unlink()
-    dest.mkdir(parents=True, exist_ok=True)
-    return dest
-
 def make_synthetic_ptbxl(
     dest,  # folder to write (created)
     n_records: int = 1000,  # number of ECGs
@@ -1014,23 +1002,24 @@ def make_synthetic_ptbxl(
     rates = tuple(sorted(int(r) for r in ([rates] if isinstance(rates, int) else rates)))
     if not rates or not set(rates) <= {100, 500}: raise ValueError(f"rates must be a subset of (100, 500), got {rates}")
     if writer not in ('fast', 'wfdb'): raise ValueError(f"writer must be 'fast' or 'wfdb', got {writer!r}")
-    dest = _prepare_dest(dest, ['ptbxl_database.csv', 'scp_statements.csv', 'records100', 'records500'], overwrite)
-    log = log or (lambda s: None)
-    log(f"[1/3] drawing labels and metadata of {n_records} records (seed {seed})")
-    df = sample_ptbxl_table(int(n_records), seed, mix)
-    log(f"[2/3] generating signals and reports, writing {' and '.join(f'records{r}/' for r in rates)} with {_n_jobs(n_jobs)} process(es)")
-    kw = dict(seed=seed, rates=rates, seconds=seconds, noise=noise, dest=str(dest), writer=writer)
-    tasks = [(int(r.ecg_id), r.scp_codes, dict(kw, acute=bool(r.acute), stadium=r.infarction_stadium1 if isinstance(r.infarction_stadium1, str) else None))
-             for r in df.itertuples()]
-    cols = pd.DataFrame(_map(_ptbxl_task, tasks, n_jobs, progress, 'records'), index=df.index)
-    df = pd.concat([df, cols], axis=1)
-    for c in ('nurse', 'site', 'validated_by'): df[c] = df[c].astype(float)
-    for c in ('electrodes_problems', 'pacemaker'): df[c] = np.nan
-    df['strat_fold'] = df['strat_fold'].astype(int)
-    log("[3/3] writing ptbxl_database.csv and scp_statements.csv")
-    df[list(PTBXL_COLUMNS)].to_csv(dest / 'ptbxl_database.csv', index=False)
-    (dest / 'scp_statements.csv').write_text(SCP_STATEMENTS_CSV)
-    return df.set_index('ecg_id')
+    folder = OutputFolder(dest, 'etp_synth', overwrite=overwrite, keep_earlier=True)  # before any work: never writes over the user's files
+    with folder as dest:  # written into a temporary folder beside `dest`, moved in when complete
+        log = log or (lambda s: None)
+        log(f"[1/3] drawing labels and metadata of {n_records} records (seed {seed})")
+        df = sample_ptbxl_table(int(n_records), seed, mix)
+        log(f"[2/3] generating signals and reports, writing {' and '.join(f'records{r}/' for r in rates)} with {_n_jobs(n_jobs)} process(es)")
+        kw = dict(seed=seed, rates=rates, seconds=seconds, noise=noise, dest=str(dest), writer=writer)
+        tasks = [(int(r.ecg_id), r.scp_codes, dict(kw, acute=bool(r.acute), stadium=r.infarction_stadium1 if isinstance(r.infarction_stadium1, str) else None))
+                 for r in df.itertuples()]
+        cols = pd.DataFrame(_map(_ptbxl_task, tasks, n_jobs, progress, 'records'), index=df.index)
+        df = pd.concat([df, cols], axis=1)
+        for c in ('nurse', 'site', 'validated_by'): df[c] = df[c].astype(float)
+        for c in ('electrodes_problems', 'pacemaker'): df[c] = np.nan
+        df['strat_fold'] = df['strat_fold'].astype(int)
+        log("[3/3] writing ptbxl_database.csv and scp_statements.csv")
+        df[list(PTBXL_COLUMNS)].to_csv(dest / 'ptbxl_database.csv', index=False)
+        (dest / 'scp_statements.csv').write_text(SCP_STATEMENTS_CSV)
+        return df.set_index('ecg_id')
 
 # %% ../nbs/03_synthetic.ipynb #63fbceb1
 CPSC_FIRST_LABELS = {'Normal': 900, 'AF': 1098, 'I-AVB': 704, 'LBBB': 207, 'RBBB': 1695, 'PAC': 574, 'PVC': 653, 'STD': 826, 'STE': 202}
@@ -1078,30 +1067,31 @@ def make_synthetic_cpsc2018(
     if dx_format not in ('abbrev', 'snomed'): raise ValueError(f"dx_format must be 'abbrev' or 'snomed', got {dx_format!r}")
     lo, hi = (float(seconds), float(seconds)) if np.isscalar(seconds) else map(float, seconds)
     if not 1 <= lo <= hi: raise ValueError(f"seconds must be (shortest, longest) with 1 <= shortest <= longest, got {seconds}")
-    dest = _prepare_dest(dest, ['REFERENCE.csv'] + ([subdir] if subdir else []), overwrite)
-    log = log or (lambda s: None)
-    log(f"[1/3] drawing labels of {n_records} records (seed {seed})")
-    rng = np.random.default_rng([seed, 3])
-    width = max(4, len(str(n_records)))
-    rows, tasks = [], []
-    for i in range(int(n_records)):
-        labels, n = sample_cpsc_labels(rng), int(rng.integers(int(lo * 500), int(hi * 500) + 1))
-        age, sex = int(np.clip(rng.normal(61, 17), 5, 95)), ('Male' if rng.random() < 0.54 else 'Female')
-        date = (datetime(2020, 2, 5) + timedelta(seconds=int(rng.uniform(0, 100 * 86400)))).strftime('%d-%b-%Y %H:%M:%S')
-        name = f"A{i + 1:0{width}d}"
-        codes = [CPSC_CLASSES.index(l) + 1 for l in labels] + [None] * (3 - len(labels))
-        rows.append(dict(Recording=name, First_label=codes[0], Second_label=codes[1], Third_label=codes[2], labels=labels,
-                         seconds=n / 500, age=age, sex=sex))
-        tasks.append(dict(name=name, labels=labels, n_samples=n, seed=seed, index=i + 1, noise=noise, dest=str(dest / subdir),
-                          age=age, sex=sex, dx_format=dx_format, date=date))
-    (dest / subdir).mkdir(parents=True, exist_ok=True)
-    log(f"[2/3] generating signals, writing {subdir or '.'}/A*.hea + .mat with {_n_jobs(n_jobs)} process(es)")
-    _map(_cpsc_task, tasks, n_jobs, progress, 'records')
-    log("[3/3] writing REFERENCE.csv")
-    lines = ['Recording,First_label,Second_label,Third_label'] + [
-        ','.join([r['Recording']] + ['' if r[k] is None else str(r[k]) for k in ('First_label', 'Second_label', 'Third_label')]) for r in rows]
-    (dest / 'REFERENCE.csv').write_bytes(('\r\n'.join(lines) + '\r\n').encode())
-    return pd.DataFrame(rows).set_index('Recording')
+    folder = OutputFolder(dest, 'etp_synth', overwrite=overwrite, keep_earlier=True)  # before any work: never writes over the user's files
+    with folder as dest:  # written into a temporary folder beside `dest`, moved in when complete
+        log = log or (lambda s: None)
+        log(f"[1/3] drawing labels of {n_records} records (seed {seed})")
+        rng = np.random.default_rng([seed, 3])
+        width = max(4, len(str(n_records)))
+        rows, tasks = [], []
+        for i in range(int(n_records)):
+            labels, n = sample_cpsc_labels(rng), int(rng.integers(int(lo * 500), int(hi * 500) + 1))
+            age, sex = int(np.clip(rng.normal(61, 17), 5, 95)), ('Male' if rng.random() < 0.54 else 'Female')
+            date = (datetime(2020, 2, 5) + timedelta(seconds=int(rng.uniform(0, 100 * 86400)))).strftime('%d-%b-%Y %H:%M:%S')
+            name = f"A{i + 1:0{width}d}"
+            codes = [CPSC_CLASSES.index(l) + 1 for l in labels] + [None] * (3 - len(labels))
+            rows.append(dict(Recording=name, First_label=codes[0], Second_label=codes[1], Third_label=codes[2], labels=labels,
+                             seconds=n / 500, age=age, sex=sex))
+            tasks.append(dict(name=name, labels=labels, n_samples=n, seed=seed, index=i + 1, noise=noise, dest=str(dest / subdir),
+                              age=age, sex=sex, dx_format=dx_format, date=date))
+        (dest / subdir).mkdir(parents=True, exist_ok=True)
+        log(f"[2/3] generating signals, writing {subdir or '.'}/A*.hea + .mat with {_n_jobs(n_jobs)} process(es)")
+        _map(_cpsc_task, tasks, n_jobs, progress, 'records')
+        log("[3/3] writing REFERENCE.csv")
+        lines = ['Recording,First_label,Second_label,Third_label'] + [
+            ','.join([r['Recording']] + ['' if r[k] is None else str(r[k]) for k in ('First_label', 'Second_label', 'Third_label')]) for r in rows]
+        (dest / 'REFERENCE.csv').write_bytes(('\r\n'.join(lines) + '\r\n').encode())
+        return pd.DataFrame(rows).set_index('Recording')
 
 # %% ../nbs/03_synthetic.ipynb #e9ae61d8
 def _summary_ptbxl(df: pd.DataFrame, dest: Path, rates) -> list[str]:
@@ -1134,12 +1124,12 @@ def etp_synth(
     n_jobs: int = 1,  # worker processes (0: all cores); the files do not depend on it
     noise: float = 1.0,  # noise scale: 0 gives clean signals, 2 twice the default noise
     dx_format: str = 'abbrev',  # cpsc2018 only: write '#Dx:' as 'abbrev' (RBBB) or 'snomed' (59118001)
-    overwrite: bool = False,  # replace the dataset files already in DEST (only those this command writes)
+    overwrite: bool = False,  # replace an earlier etp_synth output in DEST, or write beside other files in DEST (those are kept, never deleted)
     quiet: bool = False,  # no progress bar
 ):
     "Write a synthetic 12-lead ECG dataset with labels and PTB-XL-style reports, in the on-disk format of PTB-XL or CPSC2018, so that the real datasets' readers and the whole ETP pipeline run without downloads (no network needed). Signals come from a cardiac-dipole model with class-specific morphology (NORM, MI, STTC, CD, HYP; CPSC2018's 9 classes), noise and rhythm variation."
     t0 = time.perf_counter()
-    try:
+    with command_errors('etp_synth'):
         if dataset not in ('ptbxl', 'cpsc2018'): raise ValueError(f"--dataset must be 'ptbxl' or 'cpsc2018', got {dataset!r}")
         if n_records < 1: raise ValueError(f"--n_records must be at least 1, got {n_records}")
         say = lambda s: print(s, flush=True)
@@ -1155,8 +1145,6 @@ def etp_synth(
             df = make_synthetic_cpsc2018(dest, n_records, seed, sec if len(sec) > 1 else sec[0], n_jobs, dx_format, noise,
                                          overwrite=overwrite, progress=not quiet, log=say)
             lines = _summary_cpsc(df, Path(dest), 'cinc2020_format')
-    except (ValueError, FileExistsError) as e:
-        sys.exit(f"etp_synth: error: {e}")
     dt = time.perf_counter() - t0
     size = sum(p.stat().st_size for p in Path(dest).rglob('*') if p.is_file())
     say(f"done in {dt:.1f} s ({len(df) / dt:.0f} records/s): wrote {len(df)} records, {size / 1e6:.1f} MB, to {Path(dest).resolve()}")

@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from fastcore.script import call_parse
-from .core import CPSC_CLASS_NAMES, PTBXL_SUPERCLASS_NAMES
+from .core import CPSC_CLASS_NAMES, PTBXL_SUPERCLASS_NAMES, OutputFolder, check_output_target, command_errors
 from .metrics import best_f1_threshold, bootstrap_ci, evaluate_scores
 from .model import ETPConfig, load_config
 from .prepare import Prepared
@@ -178,9 +178,12 @@ def zero_shot(
     method: str | None = None,
     init_seed: int = 0,
     verbose: bool = True,
+    overwrite: bool = False,  # write into an `out` that holds other files (they are kept); an earlier result there is always replaced
 ) -> dict:
     "Zero-shot classification of one split of a prepared data set with a checkpoint's ECG and text towers."
     say, t0, prepared = print if verbose else (lambda *a, **k: None), time.time(), as_prepared(data)
+    ck_path = checkpoint if isinstance(checkpoint, (str, Path)) else None
+    folder = None if out is None else OutputFolder(out, 'etp_zeroshot', inputs=[prepared.path, ck_path, text_model], overwrite=overwrite)
     classes = list(prepared.classes)
     prompts = class_prompts(classes, names, template, ensemble)  # fail early: before any model is loaded
     rows, y = probe_labels(prepared, split, 'single')
@@ -208,7 +211,9 @@ def zero_shot(
                arrays=dict(ids=ids, y=y, similarities=sims.astype(np.float32), probs=probs.astype(np.float32),
                            ecg_emb=ecg_emb.astype(np.float16), class_emb=class_emb.numpy().astype(np.float32)))
     say(format_zero_shot(res))
-    if out is not None: say(f"  wrote {', '.join(p.name for p in write_zero_shot(res, out))} to {out}")
+    if folder is not None:
+        with folder as tmp: names_written = [p.name for p in write_zero_shot(res, tmp)]
+        say(f"  wrote {', '.join(names_written)} to {out}")
     return res
 
 def format_zero_shot(res: dict) -> str:
@@ -276,13 +281,14 @@ def etp_zeroshot(
     method: str = None,  # name of the method in reports (default: 'Random init' or 'ETP')
     init_seed: int = 0,  # initialisation seed of --checkpoint random
     quiet: bool = False,  # print only the table
+    overwrite: bool = False,  # write into an OUT that holds other files (they are kept, never deleted); an earlier etp_zeroshot output in OUT is always replaced
 ):
     "Zero-shot ECG classification: each class becomes a prompt \"this ECG indicates {name}\", each ECG gets the class of its most similar prompt; per-class AUC / ACC / F1 as in the paper's Tables 2-3."
-    try:
-        nm = json.loads(Path(names).read_text()) if names else None
+    with command_errors('etp_zeroshot'):
+        check_output_target(out, [names])
+        try: nm = json.loads(Path(names).read_text()) if names else None
+        except ValueError as e: raise ValueError(f"{names} is not valid JSON ({e})") from None
         if nm is not None and not isinstance(nm, dict): raise ValueError(f"{names} must hold a JSON object {{class: name}}")
         res = zero_shot(checkpoint, data, out, split, nm, ensemble, template, None, text_model, temperature, n_boot, oracle,
-                        batch_size or None, device, method, init_seed, verbose=not quiet)
+                        batch_size or None, device, method, init_seed, verbose=not quiet, overwrite=overwrite)
         if quiet: print(format_zero_shot(res))
-    except (CheckpointError, ValueError, FileNotFoundError, json.JSONDecodeError) as e:
-        raise SystemExit(f"etp_zeroshot: {e}")

@@ -112,7 +112,7 @@ def test_multilabel_task_runs_with_thresholds_from_validation(tmp_path):
     g = np.random.default_rng(0)
     y = (g.random((120, 3)) < 0.4).astype(int); y[y.sum(1) == 0, 0] = 1
     x = g.normal(0, 0.1, (120, 12, 200)) + (y @ np.array([1.0, 2.0, 4.0]))[:, None, None] * 0.3
-    from etp_nbdev.probe import write_prepared
+    from etp_nbdev.prepare import write_prepared
     p = write_prepared(tmp_path / 'm', x, y, ['train'] * 70 + ['val'] * 25 + ['test'] * 25, 'ABC', fs=20)
     res = linear_probe('random', p, task='multi', fractions=(1.0,), seeds=(0,), n_boot=50, device='cpu', verbose=False)
     assert res['task'] == 'multi' and len(res['runs'][0]['thresholds']) == 3 and res['arrays']['y_test'].shape == (25, 3)
@@ -133,7 +133,7 @@ def test_bad_checkpoints_are_refused_with_a_reason(toy, tmp_path):
     # an exported encoder trained at 500 Hz, on 100 Hz data: the command says why and shows no traceback
     export_ecg_encoder(seeded_model(ETPConfig(fs=500), 0), tmp_path / 'enc500')
     r = run(toy.path, '--checkpoint', tmp_path / 'enc500', '--out', tmp_path / 'x')
-    assert r.returncode != 0 and 'etp_probe: checkpoint' in r.stderr and '500 Hz' in r.stderr and 'Traceback' not in r.stderr
+    assert r.returncode != 0 and 'etp_probe: error: checkpoint' in r.stderr and '500 Hz' in r.stderr and 'Traceback' not in r.stderr
 
 
 def test_a_split_without_a_class_is_a_clear_error(tmp_path):
