@@ -14,8 +14,8 @@ import numpy as np
 # %% auto #0
 __all__ = ['LEADS', 'PTBXL_SUPERCLASSES', 'PTBXL_SUPERCLASS_NAMES', 'CPSC_CLASSES', 'CPSC_CLASS_NAMES', 'CPSC_SNOMED',
            'OUTPUT_MARKER', 'EXIT_OK', 'EXIT_PARTIAL', 'EXIT_BAD_INPUT', 'EXIT_DIVERGED', 'EXIT_INTERRUPTED',
-           'find_shared_data', 'RecordError', 'check_signal', 'read_records', 'OutputError', 'check_output_target',
-           'OutputFolder', 'CommandInterrupted', 'command_errors', 'plot_ecg']
+           'find_shared_data', 'RecordError', 'check_signal', 'read_records', 'CommandInterrupted', 'check_interrupted',
+           'OutputError', 'check_output_target', 'OutputFolder', 'command_errors', 'plot_ecg']
 
 # %% ../nbs/00_core.ipynb #9d8c1a10
 LEADS = ('I', 'II', 'III', 'aVR', 'aVL', 'aVF', 'V1', 'V2', 'V3', 'V4', 'V5', 'V6')
@@ -100,6 +100,15 @@ def read_records(
 
 # %% ../nbs/00_core.ipynb #fc24ae8b
 OUTPUT_MARKER = '.etp_output.json'  # in every output folder: which command wrote it, and which entries were there before
+
+class CommandInterrupted(KeyboardInterrupt):
+    "SIGTERM, turned into an exception so that clean-up code runs (a plain SIGTERM ends Python without it)."
+
+_COMMAND_PID, _SIGNALLED = [None], []  # the process that runs the command (not its forked workers); signals it received
+
+def check_interrupted():
+    "Raise `CommandInterrupted` if SIGTERM has arrived (long loops and every commit of output call this: an exception raised by a signal handler can be swallowed, e.g. during a fork)."
+    if _SIGNALLED: raise CommandInterrupted(f"signal {_SIGNALLED[0]}")
 
 class OutputError(ValueError):
     "An output folder that cannot be used as asked. The message names the folder and says what to do; nothing was written."
@@ -237,6 +246,7 @@ class OutputFolder:
 
     def _commit(self):
         "Move the temporary folder's entries into `out`: one rename when `out` holds nothing foreign, else entry by entry."
+        check_interrupted()  # a SIGTERM that arrived while the work ran: the output is not committed
         new, own = _entries(self.tmp), self.own
         self.foreign = _entries(self.out) - own  # a file the user added while the command ran is theirs too
         clash = sorted(new & self.foreign)
@@ -261,16 +271,31 @@ def _remove(path: Path):
 # %% ../nbs/00_core.ipynb #cf25d15c
 EXIT_OK, EXIT_PARTIAL, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
-class CommandInterrupted(KeyboardInterrupt):
-    "SIGTERM, turned into an exception so that clean-up code runs (a plain SIGTERM ends Python without it)."
 
-def _on_sigterm(signum, frame): raise CommandInterrupted(f"signal {signum}")
+
+def _on_sigterm(signum, frame):
+    if os.getpid() != _COMMAND_PID[0]:  # a forked worker (a Pool terminating it sends SIGTERM): die as usual
+        signal.signal(signum, signal.SIG_DFL); os.kill(os.getpid(), signum); return
+    _SIGNALLED.append(signum)
+    raise CommandInterrupted(f"signal {signum}")  # may be swallowed where Python ignores exceptions (e.g. during a fork)
+
+def _default_sigterm_in_child():
+    "Worker processes forked by a command (reading pools) die on SIGTERM as usual: `Pool.terminate` relies on it."
+    if signal.getsignal(signal.SIGTERM) is _on_sigterm: signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+if hasattr(os, 'register_at_fork'): os.register_at_fork(after_in_child=_default_sigterm_in_child)
+
 
 @contextmanager
 def command_errors(command: str):
     "Run a command's body: bad input becomes one line on stderr and exit code 2 (`exit_code` of the exception if it has one), Ctrl-C or SIGTERM 130."
+    _COMMAND_PID[0] = os.getpid(); _SIGNALLED.clear()
     old = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
-    try: yield
+    old_hook = sys.unraisablehook  # a swallowed CommandInterrupted is not news: check_interrupted raises it again
+    sys.unraisablehook = lambda u: None if isinstance(u.exc_value, CommandInterrupted) else old_hook(u)
+    try:
+        yield
+        check_interrupted()
     except KeyboardInterrupt:
         print(f"{command}: interrupted", file=sys.stderr, flush=True)
         raise SystemExit(EXIT_INTERRUPTED) from None
@@ -281,6 +306,7 @@ def command_errors(command: str):
         raise SystemExit(code) from None
     finally:
         if old is not None: signal.signal(signal.SIGTERM, old)
+        sys.unraisablehook = old_hook
 
 def _main_thread() -> bool:
     import threading

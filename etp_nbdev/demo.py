@@ -18,6 +18,7 @@ from .pretrain import PretrainConfig, TrainingDiverged, pretrain
 from .probe import check_classes_present, compare_probes, fraction_key, parse_numbers, probe_labels
 from .zeroshot import zero_shot
 from .report import load_results, md_table, report_markdown
+from .losses import TAU
 
 # %% auto #0
 __all__ = ['PRESETS', 'BALANCED_MIX', 'ZERO_SHOT_GOAL', 'CONFIG_FILE', 'RESUMABLE', 'DEMO_FILES', 'PRETRAIN_METHODS',
@@ -54,7 +55,7 @@ class DemoConfig:
     batch_size: int = 128  # pretraining batch (the paper's)
     lr: float = 2e-3  # Adam (the paper's)
     weight_decay: float = 1e-5
-    temperature: float = 0.07
+    temperature: float = TAU
     fractions: tuple = (0.01, 0.1, 1.0)  # label fractions of the linear probes
     seeds: tuple = (0, 1, 2)  # probe seeds (subset, initialisation, batch order)
     n_boot: int = 1000  # bootstrap resamples for the 95% intervals

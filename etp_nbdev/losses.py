@@ -12,9 +12,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['DUPLICATE_MODES', 'cross_entropy', 'check_temperature', 'check_embeddings', 'similarity_logits', 'text_ids_of',
+__all__ = ['TAU', 'DUPLICATE_MODES', 'cross_entropy', 'check_temperature', 'check_embeddings', 'similarity_logits', 'text_ids_of',
            'distributed_world', 'gather_with_grad', 'clip_loss_of_rows', 'clip_loss', 'LogitScale', 'ClipLoss',
            'nt_xent_loss', 'nt_xent_of_rows', 'NTXentLoss']
+
+# %% ../nbs/20_losses.ipynb #106894d2
+TAU = 0.07  # the paper's softmax temperature τ (σ₁ for the CLIP loss, σ₂ for NT-Xent)
 
 # %% ../nbs/20_losses.ipynb #6f257437
 def cross_entropy(
@@ -71,7 +74,7 @@ def check_embeddings(a: torch.Tensor, b: torch.Tensor, names=('ecg_emb', 'text_e
 def similarity_logits(
     a: torch.Tensor,  # [N, d] embeddings (any float dtype); rows are L2-normalised here
     b: torch.Tensor,  # [M, d] embeddings
-    temperature=0.07,  # τ: a positive float, or a 0-d tensor when it is learned
+    temperature=TAU,  # τ: a positive float, or a 0-d tensor when it is learned
 ) -> torch.Tensor:  # [N, M] float32 matrix of cosine similarities divided by τ
     "Cosine similarities of the rows of `a` and `b`, divided by `temperature`, in float32."
     a = F.normalize(a.float(), dim=-1)
@@ -132,7 +135,7 @@ def clip_loss_of_rows(
     all_ecg: torch.Tensor,  # [n, d] every ECG of the global batch (the columns); this process's are rows start..start+k-1
     all_text: torch.Tensor,  # [n, d] every report of the global batch
     start: int = 0,  # where this process's pairs start among the columns
-    temperature=0.07,
+    temperature=TAU,
     ids: torch.Tensor | None = None,  # [k] report ids of the rows (for `duplicates`)
     all_ids: torch.Tensor | None = None,  # [n] report ids of the columns
     duplicates: str = 'none',
@@ -156,7 +159,7 @@ def clip_loss_of_rows(
 def clip_loss(
     ecg_emb: torch.Tensor,  # [K, d] ECG embeddings (projected; normalised here)
     text_emb: torch.Tensor,  # [K, d] text embeddings, row i is the report of ECG i
-    temperature=0.07,  # τ (σ₁ in the paper, fixed at 0.07); a 0-d tensor when learned
+    temperature=TAU,  # τ (σ₁ in the paper, fixed at 0.07); a 0-d tensor when learned
     text_ids=None,  # optional id per report (tensor of ints, or the texts themselves) marking identical reports
     duplicates: str = 'none',  # 'none' (paper), 'mask' or 'soft': how identical reports in a batch are treated
     gather: bool = True,  # under torch.distributed, contrast against every rank's pairs (a no-op in a single process)
@@ -179,7 +182,7 @@ def clip_loss(
 class LogitScale(nn.Module):
     "The inverse temperature $1/\\tau$ of a contrastive loss, stored as $\\log(1/\\tau)$: fixed (ETP) or learnable (CLIP), clamped to [1, `max_scale`]."
     def __init__(self,
-                 temperature: float = 0.07,  # initial τ
+                 temperature: float = TAU,  # initial τ
                  learnable: bool = False,  # learn τ (CLIP) instead of fixing it (ETP paper)
                  max_scale: float = 100.0):  # upper clamp of 1/τ, as in CLIP
         super().__init__()
@@ -204,7 +207,7 @@ class LogitScale(nn.Module):
 class ClipLoss(nn.Module):
     "ETP's symmetric CLIP loss (eq. 3–5) as a module that owns its temperature."
     def __init__(self,
-                 temperature: float = 0.07,  # τ; the paper fixes 0.07
+                 temperature: float = TAU,  # τ; the paper fixes 0.07
                  learnable_temperature: bool = False,  # learn τ as CLIP does (a deviation from the paper)
                  duplicates: str = 'none',  # 'none' (paper), 'mask' or 'soft' for identical reports in a batch
                  max_scale: float = 100.0):  # clamp of 1/τ when learnable
@@ -220,7 +223,7 @@ class ClipLoss(nn.Module):
 def nt_xent_loss(
     z1: torch.Tensor,  # [K, d] embeddings of the first view of each ECG
     z2: torch.Tensor,  # [K, d] embeddings of the second view, row i pairs with row i of z1
-    temperature=0.07,  # τ (σ₂ in the paper)
+    temperature=TAU,  # τ (σ₂ in the paper)
     cross_view_only: bool = False,  # True: the paper's eq. 6 literally (K-way, z1 anchors, negatives from z2 only)
     gather: bool = True,  # under torch.distributed, every rank's views are candidates (a no-op in a single process)
     check: bool = True,  # validate inputs (False: for training loops that check the loss value themselves)
@@ -235,7 +238,7 @@ def nt_xent_of_rows(
     z1: torch.Tensor, z2: torch.Tensor,  # [k, d] this process's two views (the rows)
     all1: torch.Tensor, all2: torch.Tensor,  # [n, d] both views of the global batch; this process's are rows start..start+k-1
     start: int = 0,
-    temperature=0.07,
+    temperature=TAU,
     cross_view_only: bool = False,
 ) -> torch.Tensor:
     "NT-Xent of a block of views against every view of the global batch; its mean over equal blocks is the loss of the batch."
@@ -250,7 +253,7 @@ def nt_xent_of_rows(
 
 class NTXentLoss(nn.Module):
     "NT-Xent as a module, for the SimCLR baseline."
-    def __init__(self, temperature: float = 0.07, cross_view_only: bool = False):
+    def __init__(self, temperature: float = TAU, cross_view_only: bool = False):
         super().__init__()
         check_temperature(temperature)
         self.temperature, self.cross_view_only = temperature, cross_view_only

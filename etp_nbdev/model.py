@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
-from .losses import ClipLoss, similarity_logits
+from .losses import TAU, ClipLoss, similarity_logits
 from .resnet1d import resnet18_1d
 
 # %% auto #0
@@ -45,7 +45,7 @@ class ETPConfig:
     text_model_id: str | None = None  # identity of those weights (TextEncoder.model_id)
     text_pooling: str | None = None
     text_max_length: int | None = None
-    temperature: float = 0.07  # τ, fixed in the paper
+    temperature: float = TAU  # τ, fixed in the paper
     learnable_temperature: bool = False
     fs: int | None = None  # sampling rate of the ECGs it was trained on
     extra: dict = field(default_factory=dict)  # anything else worth keeping (training settings, ...)

@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 from fastcore.script import call_parse
 import etp_nbdev
-from .core import CPSC_CLASSES, PTBXL_SUPERCLASSES, RecordError, OutputFolder, check_signal, command_errors
+from .core import CPSC_CLASSES, PTBXL_SUPERCLASSES, RecordError, OutputFolder, check_interrupted, check_signal, command_errors
 from .ptbxl import PTBXL, find_shared_ptbxl, multilabel_matrix
 from .cpsc2018 import CPSC2018, find_shared_cpsc2018
 from .reports import clean_report, translate_report
@@ -153,6 +153,7 @@ def write_signals(path: Path, dataset: str, src, fs: int, seconds: float, ids: l
     with open(path, 'wb') as f:
         for i, (rid, x, reason) in enumerate(read_in_parallel(dataset, src, fs, seconds, ids, n_jobs, max_mv=max_mv)):
             if x is not None and x.shape != (12, n_samples): x, reason = None, f"signal shape {x.shape}, expected (12, {n_samples})"
+            check_interrupted()
             if x is None: _skip(skipped, dataset, rid, reason, strict); continue
             b = np.ascontiguousarray(x, dtype=np.float16).tobytes()
             f.write(b); h.update(b); keep.append(rid)

@@ -14,7 +14,7 @@ import torch.nn as nn
 from fastcore.script import call_parse
 from .augment import TwoViews
 from .core import EXIT_DIVERGED, EXIT_INTERRUPTED, OutputFolder, command_errors
-from .losses import clip_loss, nt_xent_loss, similarity_logits
+from .losses import TAU, clip_loss, nt_xent_loss, similarity_logits
 from .model import ETPConfig, ETPModel, check_text_encoder, export_ecg_encoder, save_etp
 from .prepare import Prepared, PreparedECG
 from .text import EmbeddingCache, TextEncoder, encode_reports
@@ -25,7 +25,7 @@ __all__ = ['MODES', 'SCHEDULES', 'AMP_MODES', 'RESUMABLE_CHANGES', 'CHECKPOINT',
            'report_features', 'trainable_rows', 'build_model', 'PretrainTask', 'embed_split', 'retrieval_accuracy',
            'batched_loss', 'validate', 'rng_state', 'set_rng_state', 'atomic_torch_save', 'load_checkpoint',
            'config_differences', 'MetricsLog', 'plot_metrics', 'TrainingDiverged', 'StopSignals', 'amp_dtype_for',
-           'make_schedule', 'pretrain', 'pd_frame', 'etp_pretrain']
+           'make_schedule', 'make_optimizer', 'pretrain', 'pd_frame', 'etp_pretrain']
 
 # %% ../nbs/30_pretrain.ipynb #2dfc4e1e
 MODES = ('etp', 'simclr')
@@ -43,7 +43,7 @@ class PretrainConfig:
     lr: float = 2e-3
     weight_decay: float = 1e-5
     schedule: str = 'constant'  # 'constant' (paper: none stated) or 'cosine' (decay to 0 over the run)
-    temperature: float = 0.07
+    temperature: float = TAU
     learnable_temperature: bool = False
     proj_dim: int = 512
     head: str = 'linear'  # 'linear' (paper) or 'mlp'
@@ -388,6 +388,12 @@ def _say(rt: Runtime, *a):
 
 RUN_FILES = (CHECKPOINT, f'.{CHECKPOINT}.*.tmp', 'config.json', 'metrics.csv', 'loss.png', 'model', 'encoder', 'best', 'summary.json')
 
+def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    "Adam over the trainable weights (paper: lr 2e-3, weight decay 1e-5); a learnable temperature, log(1/τ), is not a weight and gets no decay."
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    weights, scale = [p for n, p in named if 'logit_scale' not in n], [p for n, p in named if 'logit_scale' in n]
+    return torch.optim.Adam([dict(params=weights)] + ([dict(params=scale, weight_decay=0.0)] if scale else []), lr=lr, weight_decay=weight_decay)
+
 def _open_run(config: PretrainConfig, rt: Runtime, resume: bool, overwrite: bool) -> dict | None:
     "Create, replace or reopen the run folder (only the run's own files are ever deleted); returns the checkpoint to resume from (or None)."
     out = Path(config.out)
@@ -452,7 +458,7 @@ def pretrain(config: PretrainConfig | None = None, resume: bool = False, overwri
         step_fn = nn.parallel.DistributedDataParallel(task, device_ids=[rt.device.index] if rt.device.type == 'cuda' else None)
     else: step_fn = task
     model = task.model
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = make_optimizer(model, config.lr, config.weight_decay)
     steps_per_epoch = len(train_pos) // config.batch_size
     total = steps_per_epoch * config.epochs
     scheduler = make_schedule(optimizer, config.schedule, total)
@@ -569,7 +575,7 @@ def etp_pretrain(
     lr: float = 2e-3,  # Adam learning rate (paper: 2e-3)
     weight_decay: float = 1e-5,  # Adam weight decay (paper: 1e-5)
     schedule: str = 'constant',  # learning-rate schedule: 'constant' (paper) or 'cosine'
-    temperature: float = 0.07,  # softmax temperature tau of the loss (paper: 0.07)
+    temperature: float = TAU,  # softmax temperature tau of the loss (paper: 0.07)
     learnable_temperature: bool = False,  # learn tau as CLIP does (a deviation from the paper)
     proj_dim: int = 512,  # size of the shared embedding space (paper: 512)
     head: str = 'linear',  # projection heads: 'linear' (paper) or 'mlp'

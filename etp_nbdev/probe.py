@@ -4,7 +4,7 @@
 
 # %% ../nbs/41_probe.ipynb #726cbde6
 from __future__ import annotations
-import hashlib, json, re, shutil, time
+import copy, hashlib, json, re, shutil, time
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -106,8 +106,8 @@ def pick_device(device='auto') -> torch.device:
     return torch.device('cuda' if torch.cuda.is_available() else 'cpu') if str(device) == 'auto' else torch.device(device)
 
 def freeze(module: nn.Module) -> nn.Module:
-    "Eval mode (batch-norm statistics fixed) and no gradients: the module cannot change."
-    return module.eval().requires_grad_(False)
+    "A frozen copy: eval mode (batch-norm statistics fixed) and no gradients. The caller's module is left as it was."
+    return copy.deepcopy(module).eval().requires_grad_(False)
 
 def auto_batch(n_samples: int, device='cpu') -> int:
     "Records per forward pass: 256 on a GPU; on a CPU about 160,000 samples per lead (32 records at 500 Hz, 160 at 100 Hz)."

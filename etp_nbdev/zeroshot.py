@@ -17,6 +17,7 @@ from .model import ETPConfig, load_config
 from .prepare import Prepared
 from .probe import (RANDOM, Checkpoint, CheckpointError, as_prepared, check_classes_present, data_info, embed_records,
                              freeze, load_checkpoint, pick_device, probe_labels, resolve_checkpoint, seeded_model)
+from .losses import TAU
 
 # %% auto #0
 __all__ = ['PROMPT_TEMPLATE', 'CLASS_NAMES', 'SYNONYMS', 'class_prompts', 'class_embeddings', 'zero_shot_scores',
@@ -75,7 +76,7 @@ def class_embeddings(model, text_encoder, prompts: dict) -> torch.Tensor:  # [C,
 def zero_shot_scores(
     ecg_emb,  # [N, d] ECG embeddings
     class_emb,  # [C, d] class embeddings
-    temperature: float = 0.07,  # τ of the softmax
+    temperature: float = TAU,  # τ of the softmax
 ) -> tuple[np.ndarray, np.ndarray]:  # (cosine similarities [N, C], softmax probabilities [N, C])
     "Cosine similarities of ECGs and class prompts, and their softmax over classes at temperature τ."
     e = F.normalize(torch.as_tensor(np.asarray(ecg_emb), dtype=torch.float32), dim=-1)
@@ -88,7 +89,7 @@ def zero_shot_metrics(
     y,  # [N] class indices
     sims,  # [N, C] cosine similarities
     classes,
-    temperature: float = 0.07,
+    temperature: float = TAU,
     n_boot: int = 0,  # bootstrap resamples for 95% intervals (0: none)
     oracle: bool = False,  # also the per-class max F1 over thresholds chosen ON THE TEST SET (labelled as such)
 ) -> dict:

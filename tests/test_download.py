@@ -4,6 +4,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 import pytest
 import etp_nbdev.download as dl
+from etp_nbdev.core import OutputFolder
 from etp_nbdev.download import ChecksumMismatch, DownloadError, download, etp_download, fetch_file, sha256_file
 
 
@@ -101,6 +102,11 @@ def assert_all_verified(dest, files):
 
 # -- the four promises of the brief ----------------------------------------------------------------------------
 
+
+def interrupted_download(dest):
+    "Mark `dest` as the folder of an earlier etp_download that was interrupted (which is what leaves .part files behind)."
+    OutputFolder(dest, 'etp_download', in_place=True, writes=('*',)).open_in_place()
+
 def test_full_download_verifies_every_file_and_a_rerun_fetches_nothing(tmp_path, release):
     with Mirror(release) as m:
         first = download('ptbxl', tmp_path, base_url=m.url, workers=3, log=quiet)
@@ -115,6 +121,7 @@ def test_full_download_verifies_every_file_and_a_rerun_fetches_nothing(tmp_path,
 
 
 def test_a_truncated_part_is_continued_with_a_range_request(tmp_path, release):
+    interrupted_download(tmp_path)
     big = 'records500/00000/00002_hr.dat'
     (tmp_path / big).parent.mkdir(parents=True)
     (tmp_path / (big + '.part')).write_bytes(release[big][:50_000])
@@ -206,6 +213,7 @@ def test_cli_refuses_bad_options_with_a_message(tmp_path):
 # -- resume and failure paths in detail -----------------------------------------------------------------------
 
 def test_a_server_that_ignores_range_restarts_the_file_cleanly(tmp_path, release):
+    interrupted_download(tmp_path)
     rel = 'records100/00000/00001_lr.dat'
     (tmp_path / rel).parent.mkdir(parents=True)
     (tmp_path / (rel + '.part')).write_bytes(release[rel][:5000])
@@ -224,6 +232,7 @@ def test_a_connection_cut_mid_file_is_resumed_on_the_retry(tmp_path, release):
 
 
 def test_a_part_with_wrong_bytes_fails_the_check_and_the_retry_starts_from_zero(tmp_path, release):
+    interrupted_download(tmp_path)
     rel = 'records100/00000/00003_lr.dat'
     (tmp_path / rel).parent.mkdir(parents=True)
     (tmp_path / (rel + '.part')).write_bytes(b'garbage' * 100)
@@ -233,6 +242,7 @@ def test_a_part_with_wrong_bytes_fails_the_check_and_the_retry_starts_from_zero(
 
 
 def test_a_complete_part_gets_416_and_is_verified_and_renamed(tmp_path, release):
+    interrupted_download(tmp_path)
     rel = 'records100/00000/00001_lr.hea'
     dest = tmp_path / rel
     dest.parent.mkdir(parents=True)
@@ -314,4 +324,12 @@ def test_fetch_file_raises_checksum_mismatch_with_both_hashes(tmp_path, release)
 
 def test_etp_download_from_python_returns_the_exit_status(tmp_path, release):
     with Mirror(release) as m: assert etp_download('ptbxl', dest=str(tmp_path), base_url=m.url) == 0
-    assert etp_download('ptbxl', dest=str(tmp_path), base_url=closed_port_url()) == 2
+    with pytest.raises(SystemExit) as e: etp_download('ptbxl', dest=str(tmp_path), base_url=closed_port_url())
+    assert e.value.code == 2  # like every command: one error line and exit code 2
+
+
+def test_a_foreign_folder_is_refused_and_left_alone(tmp_path, release):
+    (tmp_path / 'records100').mkdir(); (tmp_path / 'records100' / 'mine.dat').write_bytes(b'a user file')
+    with Mirror(release) as m, pytest.raises(ValueError, match='was not written by etp_download: choose a new or empty folder'):
+        download('ptbxl', tmp_path, base_url=m.url, log=quiet)
+    assert sorted(p.name for p in tmp_path.rglob('*')) == ['mine.dat', 'records100']
