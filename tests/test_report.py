@@ -73,7 +73,9 @@ def test_results_are_ordered_and_labelled_uniquely(results, tmp_path):
 
 
 def test_nothing_to_report_is_a_clear_error(tmp_path):
-    r = subprocess.run(['etp_report', str(tmp_path), '--out', str(tmp_path / 'o')], capture_output=True, text=True)
+    (tmp_path / 'results').mkdir()
+    r = subprocess.run(['etp_report', str(tmp_path / 'results'), '--out', str(tmp_path / 'o')], capture_output=True, text=True)
     assert r.returncode != 0 and 'no probe.json or zeroshot.json found' in r.stderr and 'Traceback' not in r.stderr
+    assert not (tmp_path / 'o').exists()
     (tmp_path / 'probe.json').write_text(json.dumps({'kind': 'something else'}))
     with pytest.raises(ValueError, match='not a result of etp_probe or etp_zeroshot'): load_results(tmp_path)

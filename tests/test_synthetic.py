@@ -25,7 +25,9 @@ def etp_synth(*args, timeout=300):
 
 
 def digest(root):
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(Path(root).rglob('*')) if p.is_file()}
+    "SHA-256 of every dataset file (not the output marker, which records when it was written)."
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(Path(root).rglob('*'))
+            if p.is_file() and p.name != '.etp_output.json'}
 
 
 @pytest.fixture(scope='module')
