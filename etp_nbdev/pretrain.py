@@ -23,7 +23,7 @@ from .text import EmbeddingCache, TextEncoder, encode_reports
 __all__ = ['MODES', 'SCHEDULES', 'AMP_MODES', 'RESUMABLE_CHANGES', 'CHECKPOINT', 'METRIC_COLUMNS', 'RUN_FILES', 'PretrainConfig',
            'Runtime', 'setup_runtime', 'epoch_batches', 'available_memory', 'BatchFeeder', 'check_cached_features',
            'report_features', 'trainable_rows', 'build_model', 'PretrainTask', 'embed_split', 'retrieval_accuracy',
-           'batched_loss', 'validate', 'rng_state', 'set_rng_state', 'atomic_torch_save', 'load_checkpoint',
+           'batched_loss', 'validate', 'rng_state', 'set_rng_state', 'atomic_torch_save', 'load_training_state',
            'config_differences', 'MetricsLog', 'plot_metrics', 'TrainingDiverged', 'StopSignals', 'amp_dtype_for',
            'make_schedule', 'make_optimizer', 'pretrain', 'pd_frame', 'etp_pretrain']
 
@@ -303,8 +303,8 @@ def atomic_torch_save(obj, path) -> Path:
     os.replace(tmp, path)
     return path
 
-def load_checkpoint(path, map_location='cpu') -> dict:
-    "Read a checkpoint written by `pretrain`, with a clear error if it is not one."
+def load_training_state(path, map_location='cpu') -> dict:
+    "Read the training state (checkpoint.pt) written by `pretrain`, for --resume; a clear error if it is not one. Models are loaded by `checkpoint.load_checkpoint`."
     path = Path(path)
     try: ck = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as e: raise ValueError(f"{path}: cannot read the checkpoint ({type(e).__name__}: {e})") from e
@@ -404,7 +404,7 @@ def _open_run(config: PretrainConfig, rt: Runtime, resume: bool, overwrite: bool
         rt.barrier()
     elif ck_path.exists():
         if not resume: raise ValueError(f"{ck_path} exists: pass --resume to continue that run, or --overwrite to start again")
-        ck = load_checkpoint(ck_path, map_location=rt.device)
+        ck = load_training_state(ck_path, map_location=rt.device)
         diff = config_differences(ck['config'], config)
         if diff:
             raise ValueError(f"{ck_path} was written with other settings: " + '; '.join(f"{k}: checkpoint {a!r}, now {b!r}" for k, (a, b) in diff.items())

@@ -15,90 +15,17 @@ import torch.nn as nn
 import torch.nn.functional as F
 from fastcore.script import call_parse
 from .core import PTBXL_SUPERCLASSES, OutputError, OutputFolder, command_errors
+from .checkpoint import RANDOM, Checkpoint, CheckpointError, load_checkpoint, seeded_model
 from .model import ETPConfig, ETPModel, load_config, load_ecg_encoder, load_etp
 from .prepare import Prepared, write_prepared
 from .metrics import (as_targets, best_f1_threshold, bootstrap_ci, evaluate_scores, mean_std, stratified_subset,
                                subset_for, weighted_auc)
 
 # %% auto #0
-__all__ = ['RANDOM', 'METHOD_OF_MODE', 'TASKS', 'CheckpointError', 'Checkpoint', 'resolve_checkpoint', 'seeded_model',
-           'load_checkpoint', 'check_fs', 'pick_device', 'freeze', 'auto_batch', 'embed_records', 'probe_labels',
-           'check_classes_present', 'ProbeSettings', 'LinearProbe', 'torch_threads', 'fit_linear', 'evaluate_probe',
-           'fraction_key', 'linear_probe_features', 'format_probe_summary', 'as_prepared', 'data_info',
-           'extract_split_features', 'linear_probe', 'write_probe', 'slug', 'compare_probes', 'parse_numbers',
-           'etp_probe', 'make_toy_prepared']
-
-# %% ../nbs/41_probe.ipynb #ffbcad4e
-class CheckpointError(ValueError):
-    "A checkpoint that cannot be used here: not a checkpoint, another architecture or text model, or another sampling rate."
-
-RANDOM = 'random'
-METHOD_OF_MODE = {'etp': 'ETP', 'simclr': 'SimCLR'}
-
-@dataclass
-class Checkpoint:
-    "A loaded checkpoint: the ECG encoder, the whole model when there is one, and what it is."
-    encoder: nn.Module  # the ECG encoder: ECGs [B, 12, T] -> pooled features [B, 512]
-    model: ETPModel | None  # the whole model (heads included); None for an exported encoder alone
-    method: str  # 'Random init', 'ETP', 'SimCLR' or 'encoder'
-    source: str  # 'random' or the folder it was loaded from
-    config: dict  # its ETPConfig (or encoder.json) as a dict
-    fs: int | None  # the sampling rate it was trained at, if recorded
-
-def resolve_checkpoint(path) -> tuple[Path, str]:  # (folder, 'model' or 'encoder')
-    "The checkpoint folder behind `path`: a save_etp folder, an etp_pretrain output (its model/), or an exported encoder."
-    p = Path(path)
-    if not p.exists():
-        raise CheckpointError(f"checkpoint {p} does not exist; pass 'random', a save_etp folder (config.json + model.safetensors), "
-                              f"an etp_pretrain output folder (with model/), or an exported encoder folder (encoder.json)")
-    # an etp_pretrain output folder has its own config.json (the run's settings) beside model/: look for weights first
-    for folder, kind, marker in ((p, 'model', 'model.safetensors'), (p / 'model', 'model', 'config.json'), (p, 'model', 'config.json'),
-                                 (p, 'encoder', 'encoder.json'), (p / 'encoder', 'encoder', 'encoder.json')):
-        if (folder / marker).exists(): return folder, kind
-    raise CheckpointError(f"{p} is not a checkpoint: it has no config.json (save_etp), model/config.json (etp_pretrain output) "
-                          f"or encoder.json (export_ecg_encoder)")
-
-def seeded_model(config: ETPConfig, seed: int = 0) -> ETPModel:
-    "An `ETPModel` initialised from `seed` (the caller's random state is left alone)."
-    with torch.random.fork_rng(devices=[]):  # the caller's random state is left alone
-        torch.manual_seed(seed)
-        return ETPModel(config)
-
-def load_checkpoint(
-    checkpoint='random',  # 'random', a folder (see `resolve_checkpoint`), or a loaded `Checkpoint`
-    fs: int | None = None,  # sampling rate of the data: recorded in a random model; checked against a loaded one
-    text_encoder=None,  # a TextEncoder: gives a random model its text head; checked against a loaded model's text model
-    seed: int = 0,  # initialisation seed of a random model
-) -> Checkpoint:
-    "Load a checkpoint strictly, or build the seeded random-init baseline; errors are `CheckpointError`s naming the checkpoint."
-    if isinstance(checkpoint, Checkpoint):  # already loaded: only check it fits the data
-        check_fs(checkpoint, fs)
-        return checkpoint
-    if str(checkpoint) == RANDOM:
-        cfg = ETPConfig.for_text_encoder(text_encoder, fs=fs) if text_encoder is not None else ETPConfig(fs=fs)
-        model = seeded_model(cfg, seed)
-        return Checkpoint(model.ecg_encoder, model, 'Random init', RANDOM, asdict(cfg), fs)
-    folder, kind = resolve_checkpoint(checkpoint)
-    try:
-        if kind == 'encoder':
-            enc = load_ecg_encoder(folder)
-            ck = Checkpoint(enc, None, 'encoder', str(folder), json.loads((folder / 'encoder.json').read_text()), enc.fs)
-        else:
-            model = load_etp(folder, text_encoder=text_encoder)
-            cfg = model.config
-            method = METHOD_OF_MODE.get(str(cfg.extra.get('mode', '')).lower()) or ('SimCLR' if cfg.text_dim is None else 'ETP')
-            ck = Checkpoint(model.ecg_encoder, model, method, str(folder), asdict(cfg), cfg.fs)
-    except CheckpointError: raise
-    except Exception as e:  # unknown architecture, weights of another model, another text model, unreadable file
-        raise CheckpointError(f"checkpoint {folder}: {e}") from None
-    check_fs(ck, fs)
-    return ck
-
-def check_fs(ck: Checkpoint, fs: int | None) -> None:
-    "A `CheckpointError` if the checkpoint was trained at another sampling rate than the data's `fs`."
-    if ck.fs is not None and fs is not None and int(ck.fs) != int(fs):
-        raise CheckpointError(f"checkpoint {ck.source} was trained on {ck.fs} Hz ECGs, but the data is sampled at {fs} Hz: prepare the "
-                              f"data at {ck.fs} Hz (etp_prepare SRC OUT --fs {ck.fs}) or use a checkpoint trained at {fs} Hz")
+__all__ = ['TASKS', 'pick_device', 'freeze', 'auto_batch', 'embed_records', 'probe_labels', 'check_classes_present',
+           'ProbeSettings', 'LinearProbe', 'torch_threads', 'fit_linear', 'evaluate_probe', 'fraction_key',
+           'linear_probe_features', 'format_probe_summary', 'as_prepared', 'data_info', 'extract_split_features',
+           'linear_probe', 'write_probe', 'slug', 'compare_probes', 'parse_numbers', 'etp_probe', 'make_toy_prepared']
 
 # %% ../nbs/41_probe.ipynb #9588f09f
 def pick_device(device='auto') -> torch.device:

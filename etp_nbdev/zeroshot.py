@@ -15,14 +15,14 @@ from .core import CPSC_CLASS_NAMES, PTBXL_SUPERCLASS_NAMES, OutputFolder, check_
 from .metrics import best_f1_threshold, bootstrap_ci, evaluate_scores
 from .model import ETPConfig, load_config
 from .prepare import Prepared
-from .probe import (RANDOM, Checkpoint, CheckpointError, as_prepared, check_classes_present, data_info, embed_records,
-                             freeze, load_checkpoint, pick_device, probe_labels, resolve_checkpoint, seeded_model)
+from .checkpoint import RANDOM, Checkpoint, CheckpointError, load_checkpoint, seeded_model, text_encoder_for
+from .probe import as_prepared, check_classes_present, data_info, embed_records, freeze, pick_device, probe_labels
 from .losses import TAU
 
 # %% auto #0
 __all__ = ['PROMPT_TEMPLATE', 'CLASS_NAMES', 'SYNONYMS', 'class_prompts', 'class_embeddings', 'zero_shot_scores',
-           'zero_shot_metrics', 'OneHotText', 'aligned_model', 'text_encoder_for', 'zero_shot', 'format_zero_shot',
-           'write_zero_shot', 'plot_similarity', 'etp_zeroshot']
+           'zero_shot_metrics', 'OneHotText', 'aligned_model', 'zero_shot', 'format_zero_shot', 'write_zero_shot',
+           'plot_similarity', 'etp_zeroshot']
 
 # %% ../nbs/42_zeroshot.ipynb #ba888c8e
 PROMPT_TEMPLATE = 'this ECG indicates {name}'
@@ -137,30 +137,6 @@ def aligned_model(
     return model, text
 
 # %% ../nbs/42_zeroshot.ipynb #5be47245
-def text_encoder_for(checkpoint, text_model=None):
-    "The TextEncoder a checkpoint was trained with (from its config), or `text_model`; a CheckpointError if it has no text side."
-    from etp_nbdev.text import TextEncoder, TextModelNotFound
-    if isinstance(checkpoint, Checkpoint):
-        cfg = checkpoint.config
-        if checkpoint.model is None or cfg.get('text_dim') is None: raise CheckpointError(f"checkpoint {checkpoint.source} has no text head")
-        name, pooling, max_length = text_model or cfg.get('text_model'), cfg.get('text_pooling'), cfg.get('text_max_length')
-    elif str(checkpoint) == RANDOM: name, pooling, max_length = text_model, None, None
-    else:
-        folder, kind = resolve_checkpoint(checkpoint)
-        if kind == 'encoder':
-            raise CheckpointError(f"{folder} is an exported ECG encoder without projection heads; zero-shot classification needs the "
-                                  f"whole model (the model/ folder that etp_pretrain writes)")
-        try: cfg = load_config(folder)
-        except Exception as e: raise CheckpointError(f"checkpoint {folder}: {e}") from None
-        if cfg.text_dim is None:
-            raise CheckpointError(f"checkpoint {folder} has no text head (config.text_dim is None: an ECG-only model such as SimCLR); "
-                                  f"zero-shot classification compares ECGs with text prompts and needs an ETP checkpoint")
-        name, pooling, max_length = text_model or cfg.text_model, cfg.text_pooling, cfg.text_max_length
-    try: return TextEncoder(name, pooling=pooling, max_length=max_length or 128)
-    except (TextModelNotFound, ValueError, OSError) as e:
-        raise CheckpointError(f"cannot load the text model {name!r} of checkpoint {checkpoint} (pass its folder with text_model= / "
-                              f"--text_model FOLDER if it is not found by that name): {e}") from None
-
 def zero_shot(
     checkpoint='random',  # 'random', a save_etp folder, an etp_pretrain output folder, or a loaded `Checkpoint` (with a text head)
     data=None,  # a prepared folder (or `Prepared`)

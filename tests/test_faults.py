@@ -233,7 +233,7 @@ def inputs(tmp_path_factory, ptbxl_template) -> dict:
     from etp_nbdev.prepare import prepare
     from etp_nbdev.probe import linear_probe, make_toy_prepared
     from etp_nbdev.model import ETPConfig, save_etp
-    from etp_nbdev.probe import seeded_model
+    from etp_nbdev.checkpoint import seeded_model
     d = tmp_path_factory.mktemp('inputs')
     shutil.copytree(ptbxl_template, d / 'ptbxl')
     make_toy_prepared(d / 'prepared', n=(40, 20, 20), fs=100, seconds=5)
@@ -359,7 +359,8 @@ def test_pretrain_overwrite_deletes_only_its_own_files(capsys, tmp_path, inputs)
 def test_nan_checkpoint_is_named(capsys, tmp_path, inputs):
     import torch
     from etp_nbdev.model import ETPConfig, save_etp
-    from etp_nbdev.probe import etp_probe, seeded_model
+    from etp_nbdev.checkpoint import seeded_model
+    from etp_nbdev.probe import etp_probe
     m = seeded_model(ETPConfig(fs=100), 0)
     with torch.no_grad(): next(m.ecg_encoder.parameters())[0] = float('nan')
     save_etp(m, tmp_path / 'diverged')

@@ -8,8 +8,8 @@ from fastcore.script import anno_parser
 from etp_nbdev.metrics import stratified_subset
 from etp_nbdev.model import ETPConfig, ETPModel, export_ecg_encoder, save_etp
 from etp_nbdev.prepare import Prepared, prepare
-from etp_nbdev.probe import (CheckpointError, etp_probe, fit_linear, linear_probe, linear_probe_features, load_checkpoint, make_toy_prepared,
-                             seeded_model)
+from etp_nbdev.checkpoint import CheckpointError, load_checkpoint, seeded_model
+from etp_nbdev.probe import etp_probe, fit_linear, linear_probe, linear_probe_features, make_toy_prepared
 
 
 @pytest.fixture(scope='module')

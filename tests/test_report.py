@@ -33,7 +33,7 @@ def results(tmp_path_factory):
 
 
 def model_ck(model):
-    from etp_nbdev.probe import Checkpoint
+    from etp_nbdev.checkpoint import Checkpoint
     return Checkpoint(model.ecg_encoder, model, 'ETP', 'in memory', {'temperature': 0.07}, 100)
 
 

@@ -7,7 +7,8 @@ import torch
 from fastcore.script import anno_parser
 from sklearn.metrics import f1_score, roc_auc_score
 from etp_nbdev.model import ETPConfig, export_ecg_encoder, save_etp
-from etp_nbdev.probe import CheckpointError, make_toy_prepared, seeded_model
+from etp_nbdev.checkpoint import CheckpointError, seeded_model
+from etp_nbdev.probe import make_toy_prepared
 from etp_nbdev.prepare import write_prepared
 from etp_nbdev.text import TextEncoder, make_tiny_bert
 from etp_nbdev.zeroshot import aligned_model, class_prompts, etp_zeroshot, zero_shot, zero_shot_metrics
