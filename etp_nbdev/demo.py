@@ -4,7 +4,7 @@
 
 # %% ../nbs/90_demo.ipynb #302ebbcd
 from __future__ import annotations
-import json, shutil, sys, time
+import json, shutil, time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 import numpy as np
@@ -14,7 +14,7 @@ from .core import PTBXL_SUPERCLASSES, OutputFolder, command_errors, plot_ecg
 from .synthetic import make_synthetic_cpsc2018, make_synthetic_ptbxl
 from .prepare import TEXT_MODES, Prepared, prepare
 from .text import PAPER_TEXT_MODEL, TextEncoder, resolve_model
-from .pretrain import PretrainConfig, TrainingDiverged, pretrain
+from .pretrain import PretrainConfig, pretrain
 from .probe import check_classes_present, compare_probes, fraction_key, parse_numbers, probe_labels
 from .zeroshot import zero_shot
 from .report import load_results, md_table, report_markdown

@@ -4,7 +4,7 @@
 
 # %% ../nbs/30_pretrain.ipynb #ed76f1b8
 from __future__ import annotations
-import csv, json, math, os, random, shutil, signal, sys, threading, time
+import csv, json, math, os, random, signal, sys, threading, time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 import numpy as np

@@ -4,7 +4,7 @@
 
 # %% ../nbs/41_probe.ipynb #726cbde6
 from __future__ import annotations
-import copy, hashlib, json, re, shutil, time
+import copy, json, re, time
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
