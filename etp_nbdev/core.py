@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #d7bf7d33
 from __future__ import annotations
-import json, os, shutil, signal, sys, time
+import dataclasses, inspect, json, os, shutil, signal, sys, time, typing
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from fnmatch import fnmatch
@@ -15,7 +15,7 @@ import numpy as np
 __all__ = ['LEADS', 'PTBXL_SUPERCLASSES', 'PTBXL_SUPERCLASS_NAMES', 'CPSC_CLASSES', 'CPSC_CLASS_NAMES', 'CPSC_SNOMED',
            'OUTPUT_MARKER', 'EXIT_OK', 'EXIT_PARTIAL', 'EXIT_BAD_INPUT', 'EXIT_DIVERGED', 'EXIT_INTERRUPTED',
            'find_shared_data', 'RecordError', 'check_signal', 'read_records', 'CommandInterrupted', 'check_interrupted',
-           'OutputError', 'check_output_target', 'OutputFolder', 'command_errors', 'plot_ecg']
+           'OutputError', 'check_output_target', 'OutputFolder', 'command_errors', 'settings_from', 'plot_ecg']
 
 # %% ../nbs/00_core.ipynb #9d8c1a10
 LEADS = ('I', 'II', 'III', 'aVR', 'aVL', 'aVF', 'V1', 'V2', 'V3', 'V4', 'V5', 'V6')
@@ -316,6 +316,21 @@ def _describe(e: BaseException) -> str:
     "An OSError as 'what: file', anything else as its message."
     if isinstance(e, OSError) and e.strerror and e.filename: return f"{e.strerror}: {e.filename}"
     return str(e)
+
+# %% ../nbs/00_core.ipynb #8bcf920f
+def settings_from(config_cls, but: Iterable[str] = (), keep_defaults: bool = True):
+    "Decorator: add the fields of dataclass `config_cls` (type, default and the help in their comments) as options of a `call_parse` command taking `**settings`."
+    def _decorate(f):
+        sig = inspect.signature(f)
+        own = [p for p in sig.parameters.values() if p.kind != p.VAR_KEYWORD]
+        types, taken = typing.get_type_hints(config_cls), {p.name for p in own} | set(but)
+        extra = [inspect.Parameter(fl.name, inspect.Parameter.KEYWORD_ONLY, annotation=types[fl.name],
+                                   default=(fl.default if fl.default is not dataclasses.MISSING else fl.default_factory()) if keep_defaults else None)
+                 for fl in dataclasses.fields(config_cls) if fl.name not in taken]
+        f.__signature__ = sig.replace(parameters=own + extra)
+        f.__delwrap__ = config_cls  # fastcore's docments reads the help of these options from the dataclass's comments
+        return f
+    return _decorate
 
 # %% ../nbs/00_core.ipynb #446e2eaa
 def plot_ecg(

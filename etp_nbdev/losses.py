@@ -13,8 +13,8 @@ import torch.nn.functional as F
 
 # %% auto #0
 __all__ = ['TAU', 'DUPLICATE_MODES', 'cross_entropy', 'check_temperature', 'check_embeddings', 'similarity_logits', 'text_ids_of',
-           'distributed_world', 'gather_with_grad', 'clip_loss_of_rows', 'clip_loss', 'LogitScale', 'ClipLoss',
-           'nt_xent_loss', 'nt_xent_of_rows', 'NTXentLoss']
+           'distributed_world', 'gather_with_grad', 'clip_loss_of_rows', 'clip_loss', 'LogitScale', 'nt_xent_loss',
+           'nt_xent_of_rows']
 
 # %% ../nbs/20_losses.ipynb #106894d2
 TAU = 0.07  # the paper's softmax temperature τ (σ₁ for the CLIP loss, σ₂ for NT-Xent)
@@ -203,22 +203,6 @@ class LogitScale(nn.Module):
 
     def extra_repr(self): return f"temperature={self.temperature:.4g}, learnable={isinstance(self.log_scale, nn.Parameter)}"
 
-# %% ../nbs/20_losses.ipynb #1238de1e
-class ClipLoss(nn.Module):
-    "ETP's symmetric CLIP loss (eq. 3–5) as a module that owns its temperature."
-    def __init__(self,
-                 temperature: float = TAU,  # τ; the paper fixes 0.07
-                 learnable_temperature: bool = False,  # learn τ as CLIP does (a deviation from the paper)
-                 duplicates: str = 'none',  # 'none' (paper), 'mask' or 'soft' for identical reports in a batch
-                 max_scale: float = 100.0):  # clamp of 1/τ when learnable
-        super().__init__()
-        if duplicates not in DUPLICATE_MODES: raise ValueError(f"duplicates must be one of {DUPLICATE_MODES}, got {duplicates!r}")
-        self.logit_scale = LogitScale(temperature, learnable_temperature, max_scale)
-        self.duplicates = duplicates
-
-    def forward(self, ecg_emb, text_emb, text_ids=None):
-        return clip_loss(ecg_emb, text_emb, 1 / self.logit_scale(), text_ids=text_ids, duplicates=self.duplicates)
-
 # %% ../nbs/20_losses.ipynb #4500e02c
 def nt_xent_loss(
     z1: torch.Tensor,  # [K, d] embeddings of the first view of each ECG
@@ -250,11 +234,3 @@ def nt_xent_of_rows(
     logits = logits.index_put((torch.arange(2 * k, device=z1.device), itself), torch.tensor(float('-inf'), device=z1.device))  # a view is not its own candidate
     partner = torch.cat([n + own, own])
     return F.cross_entropy(logits, partner)
-
-class NTXentLoss(nn.Module):
-    "NT-Xent as a module, for the SimCLR baseline."
-    def __init__(self, temperature: float = TAU, cross_view_only: bool = False):
-        super().__init__()
-        check_temperature(temperature)
-        self.temperature, self.cross_view_only = temperature, cross_view_only
-    def forward(self, z1, z2): return nt_xent_loss(z1, z2, self.temperature, self.cross_view_only)

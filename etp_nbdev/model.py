@@ -11,12 +11,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
-from .losses import TAU, ClipLoss, similarity_logits
+from .losses import TAU, LogitScale, clip_loss, similarity_logits
 from .resnet1d import resnet18_1d
 
 # %% auto #0
-__all__ = ['HEADS', 'ARCHITECTURES', 'ProjectionHead', 'ETPConfig', 'ETPModel', 'check_text_encoder', 'save_etp', 'load_config',
-           'check_finite_weights', 'load_etp', 'export_ecg_encoder', 'load_ecg_encoder']
+__all__ = ['HEADS', 'ARCHITECTURES', 'RENAMED', 'ProjectionHead', 'ETPConfig', 'ETPModel', 'check_text_encoder', 'save_etp',
+           'load_config', 'check_finite_weights', 'upgrade_state', 'load_etp', 'export_ecg_encoder', 'load_ecg_encoder']
 
 # %% ../nbs/12_model.ipynb #c3df3e26
 HEADS = ('linear', 'mlp')
@@ -58,7 +58,7 @@ class ETPConfig:
 
 # %% ../nbs/12_model.ipynb #583c138a
 class ETPModel(nn.Module):
-    "ECG encoder + ECG head, text head over frozen text features, and the CLIP loss with its temperature."
+    "ECG encoder + ECG head, text head over frozen text features, and the temperature τ of the space they share."
     def __init__(self, config: ETPConfig):
         super().__init__()
         if config.arch not in ARCHITECTURES: raise ValueError(f"unknown ECG architecture {config.arch!r}; known: {sorted(ARCHITECTURES)}")
@@ -66,7 +66,11 @@ class ETPModel(nn.Module):
         self.ecg_encoder = ARCHITECTURES[config.arch](in_leads=config.in_leads)
         self.ecg_head = ProjectionHead(self.ecg_encoder.out_dim, config.proj_dim, config.head)
         self.text_head = ProjectionHead(config.text_dim, config.proj_dim, config.head) if config.text_dim else None
-        self.loss = ClipLoss(config.temperature, config.learnable_temperature)
+        self.logit_scale = LogitScale(config.temperature, config.learnable_temperature)  # the model owns τ, as CLIP's does
+
+    def temperature(self) -> torch.Tensor:
+        "τ now: a 0-d tensor, differentiable when learnable; training, validation and zero-shot all read it here."
+        return 1 / self.logit_scale()
 
     def encode_ecg(self, x: torch.Tensor) -> torch.Tensor:
         "Eq. 1: L2-normalised [B, proj_dim] embeddings of ECGs [B, 12, T]."
@@ -143,6 +147,12 @@ def check_finite_weights(state: dict, file) -> dict:
                              f"the run that wrote it diverged; use an earlier checkpoint (e.g. its best/ folder) or pretrain again")
     return state
 
+RENAMED = {'loss.logit_scale.log_scale': 'logit_scale.log_scale'}  # weights saved by etp_nbdev 0.1 (τ then lived in a loss module)
+
+def upgrade_state(state: dict) -> dict:
+    "A state dict with the names of older versions replaced by today's (`RENAMED`)."
+    return {RENAMED.get(k, k): v for k, v in state.items()}
+
 def load_etp(path, text_encoder=None, config: ETPConfig | None = None, map_location='cpu') -> ETPModel:
     "Rebuild an `ETPModel` from a checkpoint folder and load its weights strictly; check `text_encoder` if given."
     path = Path(path)
@@ -150,7 +160,7 @@ def load_etp(path, text_encoder=None, config: ETPConfig | None = None, map_locat
     model = ETPModel(config)
     f = path / 'model.safetensors'
     if not f.exists(): raise FileNotFoundError(f"{f} not found: the checkpoint has a config but no weights")
-    state = check_finite_weights(load_file(str(f), device=str(map_location)), f)
+    state = upgrade_state(check_finite_weights(load_file(str(f), device=str(map_location)), f))
     problems = _describe_mismatch(model, state)
     if problems:
         raise ValueError(f"{f} does not fit the model its config describes ({config.arch}, head={config.head}, proj_dim={config.proj_dim}, "

@@ -172,7 +172,7 @@ def zero_shot(
                               f"needs an ETP checkpoint trained with reports")
     device = pick_device(device)
     model = freeze(ck.model).to(device)
-    tau = float(temperature or getattr(getattr(model.loss, 'logit_scale', None), 'temperature', None) or ck.config['temperature'])
+    tau = float(temperature or model.temperature())  # the model owns τ
     say(f"zero-shot {ck.method} ({ck.source}) on the {split} split of {prepared.path}: {len(rows)} single-label records, "
         f"{len(classes)} classes, text model {text_encoder.name}, τ = {tau:g}")
     for c, p in prompts.items(): say(f"  {c:>6s}: " + ' | '.join(p))

@@ -1,4 +1,4 @@
-"""Run under `torchrun --nproc_per_node=2` (gloo, CPU): one DDP training step of the real `PretrainTask` on a
+"""Run under `torchrun --nproc_per_node=2` (gloo, CPU): one DDP training step of the real pretraining methods (`etp_nbdev.methods`) on a
 global batch split over the ranks, against a single-process computation of the same global batch.
 
 BatchNorm normalises each process's shard with that shard's statistics (as in any DDP ResNet without
@@ -12,7 +12,8 @@ import torch.nn as nn
 from etp_nbdev.augment import TwoViews
 from etp_nbdev.losses import clip_loss, nt_xent_loss
 from etp_nbdev.model import ETPConfig, ETPModel
-from etp_nbdev.pretrain import PretrainTask, setup_runtime
+from etp_nbdev.methods import ETP, SimCLR
+from etp_nbdev.pretrain import setup_runtime
 
 GLOBAL, T, TEXT_DIM = 8, 256, 24
 
@@ -40,7 +41,7 @@ def main(out):
     for mode, dup in (('etp', 'none'), ('etp', 'mask'), ('simclr', 'none')):
         # --- DDP: each rank its shard, the loss gathers the others' embeddings with gradient
         model = make(mode)
-        task = PretrainTask(model, mode, feats, dup, TwoViews(fs=100) if mode == 'simclr' else None)
+        task = ETP(model, feats, dup) if mode == 'etp' else SimCLR(model, TwoViews(fs=100))
         ddp = nn.parallel.DistributedDataParallel(task)
         gen = torch.Generator().manual_seed(7 + rt.rank)  # the views of each shard: reproduced below
         loss = ddp(ecg[mine], rid[mine], gen)
@@ -53,7 +54,7 @@ def main(out):
         if rt.rank == 0:
             # --- one process, the same global batch
             ref = make(mode)
-            tau = 1 / ref.loss.logit_scale()
+            tau = ref.temperature()
             if mode == 'etp':
                 e = torch.cat([ref.encode_ecg(ecg[s * per:(s + 1) * per]) for s in range(rt.world)])
                 t = ref.encode_text(feats[rid])
