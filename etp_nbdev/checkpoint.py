@@ -4,16 +4,18 @@
 
 # %% ../nbs/14_checkpoint.ipynb #dc01ff70
 from __future__ import annotations
-import json
+import copy, json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+import numpy as np
 import torch
 import torch.nn as nn
 from .model import ETPConfig, ETPModel, load_config, load_ecg_encoder, load_etp
+from .prepare import Prepared
 
 # %% auto #0
 __all__ = ['RANDOM', 'METHOD_OF_MODE', 'CheckpointError', 'Checkpoint', 'resolve_checkpoint', 'seeded_model', 'load_checkpoint',
-           'check_fs', 'text_encoder_for']
+           'check_fs', 'text_encoder_for', 'pick_device', 'freeze', 'auto_batch', 'embed_records']
 
 # %% ../nbs/14_checkpoint.ipynb #ffbcad4e
 class CheckpointError(ValueError):
@@ -111,3 +113,39 @@ def text_encoder_for(checkpoint, text_model=None):
     except (TextModelNotFound, ValueError, OSError) as e:
         raise CheckpointError(f"cannot load the text model {name!r} of checkpoint {checkpoint} (pass its folder with text_model= / "
                               f"--text_model FOLDER if it is not found by that name): {e}") from None
+
+# %% ../nbs/14_checkpoint.ipynb #1821c23c
+def pick_device(device='auto') -> torch.device:
+    "'auto': CUDA if available, else CPU; anything else is passed to torch.device."
+    return torch.device('cuda' if torch.cuda.is_available() else 'cpu') if str(device) == 'auto' else torch.device(device)
+
+def freeze(module: nn.Module) -> nn.Module:
+    "A frozen copy: eval mode (batch-norm statistics fixed) and no gradients. The caller's module is left as it was."
+    return copy.deepcopy(module).eval().requires_grad_(False)
+
+def auto_batch(n_samples: int, device='cpu') -> int:
+    "Records per forward pass: 256 on a GPU; on a CPU about 160,000 samples per lead (32 records at 500 Hz, 160 at 100 Hz)."
+    return 256 if torch.device(device).type == 'cuda' else int(max(8, min(256, 160_000 // max(int(n_samples), 1))))
+
+@torch.inference_mode()
+def embed_records(
+    fn,  # ECGs [B, 12, T] float32 -> [B, D]: an encoder, or a model's encode_ecg
+    prepared: Prepared,
+    rows,  # row indices into the prepared signals
+    batch_size: int | None = None,  # records per forward pass (None: `auto_batch`)
+    device='cpu',
+) -> np.ndarray:  # [len(rows), D] float32, row i for rows[i]
+    "Run `fn` over the given records of a prepared folder, in batches read in row order; results in the order of `rows`."
+    rows = np.asarray(rows, dtype=np.int64)
+    order = np.argsort(rows, kind='stable')
+    device = torch.device(device)
+    batch_size = batch_size or auto_batch(prepared.signals.shape[-1], device)
+    parts = []
+    for s in range(0, len(rows), batch_size):
+        r = rows[order[s:s + batch_size]]
+        x = torch.from_numpy(np.asarray(prepared.signals[r], dtype=np.float32)).to(device)
+        parts.append(fn(x).float().cpu().numpy())
+    if not parts: return np.zeros((0, 0), dtype=np.float32)
+    out = np.empty((len(rows), parts[0].shape[1]), dtype=np.float32)
+    out[order] = np.concatenate(parts)
+    return out

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #d7bf7d33
 from __future__ import annotations
-import dataclasses, inspect, json, os, shutil, signal, sys, time, typing
+import dataclasses, inspect, json, os, re, shutil, signal, sys, time, typing
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from fnmatch import fnmatch
@@ -15,7 +15,8 @@ import numpy as np
 __all__ = ['LEADS', 'PTBXL_SUPERCLASSES', 'PTBXL_SUPERCLASS_NAMES', 'CPSC_CLASSES', 'CPSC_CLASS_NAMES', 'CPSC_SNOMED',
            'OUTPUT_MARKER', 'EXIT_OK', 'EXIT_PARTIAL', 'EXIT_BAD_INPUT', 'EXIT_DIVERGED', 'EXIT_INTERRUPTED',
            'find_shared_data', 'RecordError', 'check_signal', 'read_records', 'CommandInterrupted', 'check_interrupted',
-           'OutputError', 'check_output_target', 'OutputFolder', 'command_errors', 'settings_from', 'plot_ecg']
+           'OutputError', 'check_output_target', 'OutputFolder', 'command_errors', 'settings_from', 'fraction_key',
+           'slug', 'parse_numbers', 'plot_ecg']
 
 # %% ../nbs/00_core.ipynb #9d8c1a10
 LEADS = ('I', 'II', 'III', 'aVR', 'aVL', 'aVF', 'V1', 'V2', 'V3', 'V4', 'V5', 'V6')
@@ -331,6 +332,20 @@ def settings_from(config_cls, but: Iterable[str] = (), keep_defaults: bool = Tru
         f.__delwrap__ = config_cls  # fastcore's docments reads the help of these options from the dataclass's comments
         return f
     return _decorate
+
+# %% ../nbs/00_core.ipynb #c4ea263a
+def fraction_key(fraction: float) -> str:
+    "The key of a label fraction in result files: 0.1 -> '0.1', 1 -> '1'."
+    return f"{float(fraction):g}"
+
+def slug(name: str) -> str:
+    "A file-name-safe version of a method name: 'Random init' -> 'random_init'."
+    return re.sub(r'[^a-z0-9]+', '_', str(name).lower()).strip('_') or 'model'
+
+def parse_numbers(s: str, kind=float) -> tuple:
+    "Comma-separated numbers from a command line, e.g. '0.01,0.1,1' -> (0.01, 0.1, 1.0); a clear `ValueError` otherwise."
+    try: return tuple(kind(v) for v in str(s).replace(' ', '').split(',') if v)
+    except ValueError: raise ValueError(f"expected comma-separated numbers, got {s!r}") from None
 
 # %% ../nbs/00_core.ipynb #446e2eaa
 def plot_ecg(

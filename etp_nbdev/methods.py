@@ -20,6 +20,7 @@ __all__ = ['METHODS', 'Method', 'register_method', 'method_class', 'embed_split'
 class Method(nn.Module):
     "A way of pretraining the ECG encoder: what differs between methods. Subclasses set `name` and define `forward`."
     name: str = ''  # its key in `METHODS`, and `etp_pretrain --mode NAME`
+    label: str = ''  # its name in tables and reports, as the paper's Table 1 writes it
     uses_reports: bool = False  # trains on ECG-report pairs: the engine computes text features, and leaves out records without a report
     retrieval: str = 'view->view'  # what the validation top-k measures
     paper: str = ''  # where the method comes from
@@ -112,7 +113,7 @@ def batched_loss(loss_fn, a: torch.Tensor, b: torch.Tensor, batch_size: int, ids
 # %% ../nbs/21_methods.ipynb #46e26e27
 class ETP(Method):
     "ETP (the paper): each ECG must pick its own report out of the batch, and each report its ECG (eq. 1–5)."
-    name, uses_reports, retrieval, paper = 'etp', True, 'ECG->report', 'Liu et al., ETP: Learning transferable ECG representations via ECG-text pre-training (ICASSP 2024)'
+    name, label, uses_reports, retrieval, paper = 'etp', 'ETP', True, 'ECG->report', 'Liu et al., ETP: Learning transferable ECG representations via ECG-text pre-training (ICASSP 2024)'
 
     def __init__(self, model: ETPModel, text_features: torch.Tensor, duplicates: str = 'none'):
         super().__init__(model)
@@ -141,7 +142,7 @@ class ETP(Method):
 # %% ../nbs/21_methods.ipynb #e6dd3f6b
 class SimCLR(Method):
     "SimCLR: two augmented views of each ECG must find each other among all the batch's views (NT-Xent, eq. 6–8)."
-    name, paper = 'simclr', 'Chen et al., A simple framework for contrastive learning of visual representations (ICML 2020)'
+    name, label, paper = 'simclr', 'SimCLR', 'Chen et al., A simple framework for contrastive learning of visual representations (ICML 2020)'
 
     def __init__(self, model: ETPModel, views: nn.Module):
         super().__init__(model)

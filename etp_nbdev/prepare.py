@@ -18,9 +18,10 @@ from .cpsc2018 import CPSC2018, find_shared_cpsc2018
 from .reports import clean_report, translate_report
 
 # %% auto #0
-__all__ = ['TEXT_MODES', 'PREPARED_FORMAT', 'PREPARED_FILES', 'open_source', 'detect_dataset', 'record_name', 'read_in_parallel',
-           'write_prepared_folder', 'list_records', 'write_signals', 'prepare', 'Prepared', 'PreparedECG',
-           'prepared_loader', 'write_prepared', 'etp_prepare', 'make_broken_ptbxl']
+__all__ = ['TEXT_MODES', 'PREPARED_FORMAT', 'PREPARED_FILES', 'TASKS', 'open_source', 'detect_dataset', 'record_name',
+           'read_in_parallel', 'write_prepared_folder', 'list_records', 'write_signals', 'prepare', 'Prepared',
+           'PreparedECG', 'prepared_loader', 'write_prepared', 'split_labels', 'check_classes_present', 'as_prepared',
+           'data_info', 'etp_prepare', 'make_broken_ptbxl']
 
 # %% ../nbs/04_prepare.ipynb #2543e8a8
 TEXT_MODES = {'raw': lambda t: t if isinstance(t, str) else '', 'clean': clean_report, 'english': translate_report}
@@ -294,6 +295,47 @@ def write_prepared(
                               fs=int(fs), seconds=x.shape[2] / fs, n_leads=x.shape[1], n_samples=x.shape[2], dtype='float16',
                               shape=list(x.shape), classes=classes, n_listed=n, skipped=[])
     return Prepared(path)
+
+# %% ../nbs/04_prepare.ipynb #f1a43336
+TASKS = ('single', 'multi')
+
+def split_labels(prepared: Prepared, split: str, task: str = 'single') -> tuple[np.ndarray, np.ndarray]:  # (rows, labels)
+    "Rows of a split used by the task and their labels: class indices [N] ('single') or 0/1 [N, C] ('multi')."
+    if task not in TASKS: raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    rows = prepared.indices(split)
+    meta = prepared.meta.iloc[rows]
+    if task == 'single':
+        y = meta['label'].to_numpy(dtype=np.int64)
+        keep = y >= 0
+        return rows[keep], y[keep]
+    missing = [c for c in prepared.classes if c not in meta.columns]
+    if missing: raise ValueError(f"{prepared.path}/meta.csv has no column for class(es) {missing}")
+    y = meta[list(prepared.classes)].to_numpy(dtype=np.int64)
+    keep = y.sum(1) > 0
+    return rows[keep], y[keep]
+
+def check_classes_present(labels: dict, classes, where: str = '') -> None:
+    "A clear `ValueError` if any split in `labels` ({split: labels}) lacks a class (no record with it)."
+    classes = list(classes)
+    for split, y in labels.items():
+        y = np.asarray(y)
+        counts = y.sum(0) if y.ndim == 2 else np.bincount(y, minlength=len(classes))
+        missing = [c for c, n in zip(classes, counts) if n == 0]
+        if missing:
+            raise ValueError(f"the {split} split{where} has no record of class(es) {missing} (it has {len(y)} usable records: "
+                             f"{dict(zip(classes, map(int, counts)))}); every class must be present in train, val and test. "
+                             f"Use more data, or a split that holds every class")
+
+def as_prepared(data) -> Prepared:
+    "A `Prepared` from a prepared folder (or the `Prepared` itself)."
+    if data is None: raise ValueError("no data given: pass a prepared folder (made by etp_prepare)")
+    return data if isinstance(data, Prepared) else Prepared(data)
+
+def data_info(prepared: Prepared, **extra) -> dict:
+    "What a result file records about its data: path, dataset, source, fs, seconds, classes, plus `extra`."
+    m = prepared.manifest
+    return dict(path=str(prepared.path.resolve()), dataset=m.get('dataset'), source=m.get('source'), fs=m.get('fs'),
+                seconds=m.get('seconds'), classes=list(prepared.classes), **extra)
 
 # %% ../nbs/04_prepare.ipynb #02b8c986
 @call_parse

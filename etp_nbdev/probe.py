@@ -14,83 +14,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from fastcore.script import call_parse
-from .core import PTBXL_SUPERCLASSES, OutputError, OutputFolder, command_errors
-from .checkpoint import RANDOM, Checkpoint, CheckpointError, load_checkpoint, seeded_model
+from .core import PTBXL_SUPERCLASSES, OutputError, OutputFolder, command_errors, fraction_key, parse_numbers, slug
+from .checkpoint import RANDOM, Checkpoint, CheckpointError, auto_batch, embed_records, freeze, load_checkpoint, pick_device, seeded_model
 from .model import ETPConfig, ETPModel, load_config, load_ecg_encoder, load_etp
-from .prepare import Prepared, write_prepared
+from .prepare import TASKS, Prepared, as_prepared, check_classes_present, data_info, split_labels, write_prepared
 from .metrics import (as_targets, best_f1_threshold, bootstrap_ci, evaluate_scores, mean_std, stratified_subset,
                                subset_for, weighted_auc)
 
 # %% auto #0
-__all__ = ['TASKS', 'pick_device', 'freeze', 'auto_batch', 'embed_records', 'probe_labels', 'check_classes_present',
-           'ProbeSettings', 'LinearProbe', 'torch_threads', 'fit_linear', 'evaluate_probe', 'fraction_key',
-           'linear_probe_features', 'format_probe_summary', 'as_prepared', 'data_info', 'extract_split_features',
-           'linear_probe', 'write_probe', 'slug', 'compare_probes', 'parse_numbers', 'etp_probe', 'make_toy_prepared']
-
-# %% ../nbs/41_probe.ipynb #9588f09f
-def pick_device(device='auto') -> torch.device:
-    "'auto': CUDA if available, else CPU; anything else is passed to torch.device."
-    return torch.device('cuda' if torch.cuda.is_available() else 'cpu') if str(device) == 'auto' else torch.device(device)
-
-def freeze(module: nn.Module) -> nn.Module:
-    "A frozen copy: eval mode (batch-norm statistics fixed) and no gradients. The caller's module is left as it was."
-    return copy.deepcopy(module).eval().requires_grad_(False)
-
-def auto_batch(n_samples: int, device='cpu') -> int:
-    "Records per forward pass: 256 on a GPU; on a CPU about 160,000 samples per lead (32 records at 500 Hz, 160 at 100 Hz)."
-    return 256 if torch.device(device).type == 'cuda' else int(max(8, min(256, 160_000 // max(int(n_samples), 1))))
-
-@torch.inference_mode()
-def embed_records(
-    fn,  # ECGs [B, 12, T] float32 -> [B, D]: an encoder, or a model's encode_ecg
-    prepared: Prepared,
-    rows,  # row indices into the prepared signals
-    batch_size: int | None = None,  # records per forward pass (None: `auto_batch`)
-    device='cpu',
-) -> np.ndarray:  # [len(rows), D] float32, row i for rows[i]
-    "Run `fn` over the given records of a prepared folder, in batches read in row order; results in the order of `rows`."
-    rows = np.asarray(rows, dtype=np.int64)
-    order = np.argsort(rows, kind='stable')
-    device = torch.device(device)
-    batch_size = batch_size or auto_batch(prepared.signals.shape[-1], device)
-    parts = []
-    for s in range(0, len(rows), batch_size):
-        r = rows[order[s:s + batch_size]]
-        x = torch.from_numpy(np.asarray(prepared.signals[r], dtype=np.float32)).to(device)
-        parts.append(fn(x).float().cpu().numpy())
-    if not parts: return np.zeros((0, 0), dtype=np.float32)
-    out = np.empty((len(rows), parts[0].shape[1]), dtype=np.float32)
-    out[order] = np.concatenate(parts)
-    return out
-
-# %% ../nbs/41_probe.ipynb #93684cc2
-TASKS = ('single', 'multi')
-
-def probe_labels(prepared: Prepared, split: str, task: str = 'single') -> tuple[np.ndarray, np.ndarray]:  # (rows, labels)
-    "Rows of a split used by the task and their labels: class indices [N] ('single') or 0/1 [N, C] ('multi')."
-    if task not in TASKS: raise ValueError(f"task must be one of {TASKS}, got {task!r}")
-    rows = prepared.indices(split)
-    meta = prepared.meta.iloc[rows]
-    if task == 'single':
-        y = meta['label'].to_numpy(dtype=np.int64)
-        keep = y >= 0
-        return rows[keep], y[keep]
-    missing = [c for c in prepared.classes if c not in meta.columns]
-    if missing: raise ValueError(f"{prepared.path}/meta.csv has no column for class(es) {missing}")
-    y = meta[list(prepared.classes)].to_numpy(dtype=np.int64)
-    keep = y.sum(1) > 0
-    return rows[keep], y[keep]
-
-def check_classes_present(labels: dict, classes, where: str = '') -> None:
-    "A clear `ValueError` if any split in `labels` ({split: labels}) lacks a class (no record with it)."
-    classes = list(classes)
-    for split, y in labels.items():
-        counts = as_targets(y, len(classes)).sum(0)
-        missing = [c for c, n in zip(classes, counts) if n == 0]
-        if missing:
-            raise ValueError(f"the {split} split{where} has no record of class(es) {missing} (it has {len(y)} usable records: "
-                             f"{dict(zip(classes, map(int, counts)))}); every class must be present in train, val and test. "
-                             f"Use more data, or a split that holds every class")
+__all__ = ['ProbeSettings', 'LinearProbe', 'torch_threads', 'fit_linear', 'evaluate_probe', 'linear_probe_features',
+           'format_probe_summary', 'extract_split_features', 'linear_probe', 'write_probe', 'compare_probes',
+           'etp_probe', 'make_toy_prepared']
 
 # %% ../nbs/41_probe.ipynb #744d201f
 @dataclass
@@ -193,8 +127,6 @@ def evaluate_probe(probe: LinearProbe, x, y, classes) -> dict:
     return evaluate_scores(y, probe.scores(x), classes, decisions=probe.decisions(x))
 
 # %% ../nbs/41_probe.ipynb #44492385
-def fraction_key(fraction: float) -> str: return f"{float(fraction):g}"
-
 def linear_probe_features(
     features: dict,  # {'train': [N, D], 'val': [N, D], 'test': [N, D]}
     labels: dict,  # the same keys: [N] class indices, or [N, C] 0/1 for multi-label
@@ -257,21 +189,10 @@ def format_probe_summary(result: dict) -> str:
     return '\n'.join(lines)
 
 # %% ../nbs/41_probe.ipynb #ac446023
-def as_prepared(data) -> Prepared:
-    "A `Prepared` from a prepared folder (or the `Prepared` itself)."
-    if data is None: raise ValueError("no data given: pass a prepared folder (made by etp_prepare)")
-    return data if isinstance(data, Prepared) else Prepared(data)
-
-def data_info(prepared: Prepared, **extra) -> dict:
-    "What a result file records about its data: path, dataset, source, fs, seconds, classes, plus `extra`."
-    m = prepared.manifest
-    return dict(path=str(prepared.path.resolve()), dataset=m.get('dataset'), source=m.get('source'), fs=m.get('fs'),
-                seconds=m.get('seconds'), classes=list(prepared.classes), **extra)
-
 def _split_data(prepared: Prepared, task: str) -> tuple[dict, dict]:
     "{split: rows}, {split: labels} for train, val and test, every class checked present."
     rows, labels = {}, {}
-    for s in ('train', 'val', 'test'): rows[s], labels[s] = probe_labels(prepared, s, task)
+    for s in ('train', 'val', 'test'): rows[s], labels[s] = split_labels(prepared, s, task)
     check_classes_present(labels, prepared.classes, where=f" of {prepared.path}")
     return rows, labels
 
@@ -353,10 +274,6 @@ def write_probe(result: dict, out) -> list[Path]:
     np.savez_compressed(out / 'probe_arrays.npz', **{k: np.asarray(v) for k, v in arr.items()})
     return [out / n for n in ('probe.json', 'probe_runs.csv', 'probe_per_class.csv', 'probe_arrays.npz')]
 
-def slug(name: str) -> str:
-    "A file-name-safe version of a method name: 'Random init' -> 'random_init'."
-    return re.sub(r'[^a-z0-9]+', '_', str(name).lower()).strip('_') or 'model'
-
 def compare_probes(
     checkpoints: dict,  # {method name: checkpoint}, e.g. {'Random init': 'random', 'SimCLR': 'runs/simclr', 'ETP': 'runs/etp'}
     data,  # a prepared folder
@@ -369,11 +286,6 @@ def compare_probes(
     return {name: linear_probe(ck, prepared, Path(out) / slug(name), method=name, **kwargs) for name, ck in checkpoints.items()}
 
 # %% ../nbs/41_probe.ipynb #939a3971
-def parse_numbers(s: str, kind=float) -> tuple:
-    "Comma-separated numbers from a command line, e.g. '0.01,0.1,1' -> (0.01, 0.1, 1.0); a clear `ValueError` otherwise."
-    try: return tuple(kind(v) for v in str(s).replace(' ', '').split(',') if v)
-    except ValueError: raise ValueError(f"expected comma-separated numbers, got {s!r}") from None
-
 @call_parse
 def etp_probe(
     data: str,  # a prepared folder (from etp_prepare): signals.f16, meta.csv, manifest.json

@@ -9,9 +9,8 @@ from pathlib import Path
 import numpy as np
 from fastcore.script import Param, call_parse
 import etp_nbdev
-from .core import CPSC_CLASSES, PTBXL_SUPERCLASSES, OutputFolder, command_errors
 from .metrics import plot_confusion, plot_embedding_map, plot_roc
-from .probe import fraction_key, slug
+from .core import CPSC_CLASSES, PTBXL_SUPERCLASSES, OutputFolder, command_errors, fraction_key, slug
 from .zeroshot import plot_similarity
 
 # %% auto #0

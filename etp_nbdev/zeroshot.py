@@ -12,11 +12,10 @@ import torch
 import torch.nn.functional as F
 from fastcore.script import call_parse
 from .core import CPSC_CLASS_NAMES, PTBXL_SUPERCLASS_NAMES, OutputFolder, check_output_target, command_errors
-from .metrics import best_f1_threshold, bootstrap_ci, evaluate_scores
+from .metrics import argmax_decisions, best_f1_threshold, bootstrap_ci, evaluate_scores
 from .model import ETPConfig, load_config
-from .prepare import Prepared
-from .checkpoint import RANDOM, Checkpoint, CheckpointError, load_checkpoint, seeded_model, text_encoder_for
-from .probe import as_prepared, check_classes_present, data_info, embed_records, freeze, pick_device, probe_labels
+from .checkpoint import RANDOM, Checkpoint, CheckpointError, embed_records, freeze, load_checkpoint, pick_device, seeded_model, text_encoder_for
+from .prepare import Prepared, as_prepared, data_info, split_labels
 from .losses import TAU
 
 # %% auto #0
@@ -93,19 +92,28 @@ def zero_shot_metrics(
     n_boot: int = 0,  # bootstrap resamples for 95% intervals (0: none)
     oracle: bool = False,  # also the per-class max F1 over thresholds chosen ON THE TEST SET (labelled as such)
 ) -> dict:
-    "The paper's zero-shot metrics: per-class AUC (softmax over class similarities), ACC and F1 (argmax), and their averages."
-    classes = list(classes)
+    "The paper's zero-shot metrics: per-class AUC (softmax over class similarities), ACC and F1 (argmax), and their averages over the classes present."
+    classes, y = list(classes), np.asarray(y)
     probs = torch.softmax(torch.as_tensor(np.asarray(sims), dtype=torch.float32) / temperature, dim=1).numpy()
-    r = evaluate_scores(y, probs, classes)  # decisions: the argmax, the same for similarities and probabilities
-    per = {c: {k: r['per_class'][c][k] for k in ('auc', 'acc', 'f1', 'precision', 'recall', 'support', 'n_predicted')} for c in classes}
-    out = dict(per_class=per, average=dict(auc=r['macro_auc'], acc=r['macro_acc'], f1=r['macro_f1']), accuracy=r['accuracy'],
-               n=r['n'], temperature=temperature)
+    decisions = argmax_decisions(probs)  # every class's prompt competes, whether or not the split holds that class
+    present = [j for j in range(len(classes)) if (y == j).any()]
+    if not present: raise ValueError("zero-shot needs at least one labelled record to evaluate, got none")
+    if len(present) == 1:
+        raise ValueError(f"the evaluated records all have class {classes[present[0]]}: a one-class set has no AUC; use a split with more classes")
+    kept, y_kept = [classes[j] for j in present], np.searchsorted(present, y)  # labels as indices among the classes present
+    r = evaluate_scores(y_kept, probs[:, present], kept, decisions[:, present])
+    per = {c: {k: r['per_class'][c][k] for k in ('auc', 'acc', 'f1', 'precision', 'recall', 'support', 'n_predicted')} for c in kept}
+    absent = {c: f"no record of class {c} in the evaluated split" for j, c in enumerate(classes) if j not in present}
+    for j, c in enumerate(classes):
+        if c in absent: per[c] = dict(auc=None, acc=None, f1=None, support=0, n_predicted=int(decisions[:, j].sum()), absent=absent[c])
+    out = dict(per_class={c: per[c] for c in classes}, average=dict(auc=r['macro_auc'], acc=r['macro_acc'], f1=r['macro_f1']),
+               accuracy=r['accuracy'], n=r['n'], temperature=temperature, average_over=kept, absent=absent)
     if n_boot:
-        ci = bootstrap_ci(y, probs, classes, n_boot=n_boot)
+        ci = bootstrap_ci(y_kept, probs[:, present], kept, decisions[:, present], n_boot=n_boot)
         out['ci95'] = dict(average=dict(auc=ci['macro_auc'], acc=ci['macro_acc'], f1=ci['macro_f1']), per_class=ci['per_class'])
     if oracle:
-        Y = np.eye(len(classes), dtype=bool)[np.asarray(y)]
-        f1s = {c: best_f1_threshold(Y[:, j], probs[:, j])[1] for j, c in enumerate(classes)}
+        Y = np.eye(len(kept), dtype=bool)[y_kept]
+        f1s = {c: best_f1_threshold(Y[:, i], probs[:, j])[1] for i, (j, c) in enumerate(zip(present, kept))}
         out['oracle_max_f1_threshold_chosen_on_test'] = dict(
             note='NOT a valid estimate: each class threshold was chosen on the evaluated (test) labels; shown only for comparison '
                  'with public code that reports it', per_class=f1s, average=float(np.mean(list(f1s.values()))))
@@ -163,8 +171,8 @@ def zero_shot(
     folder = None if out is None else OutputFolder(out, 'etp_zeroshot', inputs=[prepared.path, ck_path, text_model], overwrite=overwrite)
     classes = list(prepared.classes)
     prompts = class_prompts(classes, names, template, ensemble)  # fail early: before any model is loaded
-    rows, y = probe_labels(prepared, split, 'single')
-    check_classes_present({split: y}, classes, where=f" of {prepared.path}")
+    rows, y = split_labels(prepared, split, 'single')
+    if not len(rows): raise ValueError(f"the {split} split of {prepared.path} has no single-label record to classify")
     if text_encoder is None: text_encoder = text_encoder_for(checkpoint, text_model)
     ck = load_checkpoint(checkpoint, fs=prepared.manifest.get('fs'), text_encoder=text_encoder, seed=init_seed)
     if ck.model is None or ck.model.text_head is None:
@@ -174,7 +182,7 @@ def zero_shot(
     model = freeze(ck.model).to(device)
     tau = float(temperature or model.temperature())  # the model owns τ
     say(f"zero-shot {ck.method} ({ck.source}) on the {split} split of {prepared.path}: {len(rows)} single-label records, "
-        f"{len(classes)} classes, text model {text_encoder.name}, τ = {tau:g}")
+        f"{len(classes)} classes ({len(set(y.tolist()))} present), text model {text_encoder.name}, τ = {tau:g}")
     for c, p in prompts.items(): say(f"  {c:>6s}: " + ' | '.join(p))
     class_emb = class_embeddings(model, text_encoder, prompts)
     ecg_emb = embed_records(model.encode_ecg, prepared, rows, batch_size, device)
@@ -196,9 +204,12 @@ def zero_shot(
 def format_zero_shot(res: dict) -> str:
     "Per-class AUC / ACC / F1 and their average, in percent, as the paper's Tables 2 and 3."
     lines = [f"{'class':>8s} {'AUC':>6s} {'ACC':>6s} {'F1':>6s} {'n':>6s}"]
-    for c, m in res['per_class'].items(): lines.append(f"{c:>8s} {100 * m['auc']:6.1f} {100 * m['acc']:6.1f} {100 * m['f1']:6.1f} {m['support']:6d}")
+    for c, m in res['per_class'].items():
+        if m.get('absent'): lines.append(f"{c:>8s} {'n/a':>6s} {'n/a':>6s} {'n/a':>6s} {0:6d}   ({m['absent']})")
+        else: lines.append(f"{c:>8s} {100 * m['auc']:6.1f} {100 * m['acc']:6.1f} {100 * m['f1']:6.1f} {m['support']:6d}")
     a = res['average']
-    lines.append(f"{'average':>8s} {100 * a['auc']:6.1f} {100 * a['acc']:6.1f} {100 * a['f1']:6.1f}   (top-1 accuracy {100 * res['accuracy']:.1f})")
+    over = f"; over the {len(res['average_over'])} classes present" if res.get('absent') else ''
+    lines.append(f"{'average':>8s} {100 * a['auc']:6.1f} {100 * a['acc']:6.1f} {100 * a['f1']:6.1f}   (top-1 accuracy {100 * res['accuracy']:.1f}{over})")
     if 'ci95' in res:
         ci = res['ci95']['average']
         lines.append('95% CI of the averages: ' + ', '.join(f"{k.upper()} [{100 * v[0]:.1f}, {100 * v[1]:.1f}]" for k, v in ci.items()))

@@ -111,10 +111,11 @@ def test_bad_input_gives_clear_errors(tiny, aligned, tmp_path):
     with pytest.raises(CheckpointError, match='without projection heads'): zero_shot(tmp_path / 'enc', data, verbose=False)
     # a class without a prompt, before anything is loaded
     with pytest.raises(ValueError, match=r"\['MI'\] have no prompt"): zero_shot('random', data, names={'MI': ''}, verbose=False)
-    # a split that lacks a class
+    # a split that lacks a class: evaluated on the classes present, the absent one n/a (zero-shot needs no training labels)
     lack = make_toy_prepared(tmp_path / 'lack', n=(10, 5, 8), lacking={'test': 'CD'})
-    with pytest.raises(ValueError, match=r"test split of .* has no record of class\(es\) \['CD'\]"):
-        zero_shot(tmp / 'run', lack, text_encoder=te, verbose=False)
+    r = zero_shot(tmp / 'run', lack, tmp_path / 'lack_out', text_encoder=te, n_boot=10, verbose=False)
+    assert r['absent'] == {'CD': 'no record of class CD in the evaluated split'} and r['per_class']['CD']['auc'] is None
+    assert 'CD' not in r['average_over'] and 0 <= r['average']['auc'] <= 1 and (tmp_path / 'lack_out' / 'zeroshot.json').exists()
     # a checkpoint trained at another sampling rate
     atmp, adata, text = aligned
     p50 = make_toy_prepared(tmp_path / 'p50', n=(5, 5, 10), fs=50, seconds=2.0)
