@@ -1,4 +1,4 @@
-"""Benchmark of `etp_nbdev.reports`: translation coverage, distinct texts, German left, and speed on PTB-XL reports.
+"""Benchmark of `etp_nbdev.report_text`: translation coverage, distinct texts, German left, and speed on PTB-XL reports.
 
     python bench/report_translation.py                         # ../shared/data/ptbxl/ptbxl_reports_only.csv
     python bench/report_translation.py path/to/ptbxl_database.csv --top 20
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from etp_nbdev.reports import clean_report, detect_language, german_words, translate_report, translation_coverage
+from etp_nbdev.report_text import clean_report, detect_language, german_words, translate_report, translation_coverage
 
 DEFAULT_CSV = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'ptbxl' / 'ptbxl_reports_only.csv'
 

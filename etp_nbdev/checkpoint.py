@@ -132,17 +132,17 @@ def embed_records(
     fn,  # ECGs [B, 12, T] float32 -> [B, D]: an encoder, or a model's encode_ecg
     prepared: Prepared,
     rows,  # row indices into the prepared signals
-    batch_size: int | None = None,  # records per forward pass (None: `auto_batch`)
+    embed_batch: int | None = None,  # records per forward pass (None: `auto_batch`)
     device='cpu',
 ) -> np.ndarray:  # [len(rows), D] float32, row i for rows[i]
     "Run `fn` over the given records of a prepared folder, in batches read in row order; results in the order of `rows`."
     rows = np.asarray(rows, dtype=np.int64)
     order = np.argsort(rows, kind='stable')
     device = torch.device(device)
-    batch_size = batch_size or auto_batch(prepared.signals.shape[-1], device)
+    embed_batch = embed_batch or auto_batch(prepared.signals.shape[-1], device)
     parts = []
-    for s in range(0, len(rows), batch_size):
-        r = rows[order[s:s + batch_size]]
+    for s in range(0, len(rows), embed_batch):
+        r = rows[order[s:s + embed_batch]]
         x = torch.from_numpy(np.asarray(prepared.signals[r], dtype=np.float32)).to(device)
         parts.append(fn(x).float().cpu().numpy())
     if not parts: return np.zeros((0, 0), dtype=np.float32)

@@ -18,7 +18,7 @@ from .methods import METHODS, method_class
 from .pretrain import PretrainConfig, pretrain
 from .probe import compare_probes
 from .zeroshot import zero_shot
-from .report import load_results, md_table, report_markdown
+from .results import load_results, md_table, report_markdown
 
 # %% auto #0
 __all__ = ['PRESETS', 'BALANCED_MIX', 'ZERO_SHOT_GOAL', 'CONFIG_FILE', 'RESUMABLE', 'DEMO_FILES', 'DemoConfig', 'demo_config',

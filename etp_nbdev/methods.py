@@ -13,8 +13,8 @@ from .losses import clip_loss, nt_xent_loss, similarity_logits
 from .model import ETPConfig, ETPModel
 
 # %% auto #0
-__all__ = ['METHODS', 'Method', 'register_method', 'method_class', 'embed_split', 'retrieval_accuracy', 'batched_loss', 'ETP',
-           'SimCLR']
+__all__ = ['METHODS', 'Method', 'register_method', 'method_class', 'embed_split', 'retrieval_accuracy', 'batched_loss',
+           'view_batches', 'predictor_mlp', 'ETP', 'SimCLR']
 
 # %% ../nbs/21_methods.ipynb #299a6870
 class Method(nn.Module):
@@ -24,10 +24,12 @@ class Method(nn.Module):
     uses_reports: bool = False  # trains on ECG-report pairs: the engine computes text features, and leaves out records without a report
     retrieval: str = 'view->view'  # what the validation top-k measures
     paper: str = ''  # where the method comes from
+    head: str = 'linear'  # its projection head when `--head` is not given: 'linear' (ETP) or 'mlp'
+    step_metrics: tuple = ()  # extra per-step numbers the method logs in metrics.csv (set `self.last_metrics` in `forward`)
 
     def __init__(self, model: ETPModel):
         super().__init__()
-        self.model = model
+        self.model, self.last_metrics = model, {}
 
     @classmethod
     def from_config(cls, model: ETPModel, config, fs: int, text_features: torch.Tensor | None = None) -> Method:
@@ -59,6 +61,8 @@ class Method(nn.Module):
 METHODS: dict[str, type | str] = {
     'etp': 'etp_nbdev.methods:ETP',  # the paper: ECG-report pairs, CLIP loss
     'simclr': 'etp_nbdev.methods:SimCLR',  # the uni-modal baseline: two augmented views, NT-Xent
+    'byol': 'etp_nbdev.byol:BYOL',  # two views, an EMA target network, no negatives (22_byol)
+    'simsiam': 'etp_nbdev.simsiam:SimSiam',  # two views, stop-gradient, no negatives (23_simsiam)
 }
 
 def register_method(name: str, method: type | str):
@@ -78,14 +82,14 @@ def method_class(name: str) -> type[Method]:
 
 # %% ../nbs/21_methods.ipynb #a6c6fdf7
 @torch.no_grad()
-def embed_split(model: ETPModel, feeder, batch_size: int = 256, views: nn.Module | None = None, seed: int = 0, amp_dtype=None):
+def embed_split(model: ETPModel, feeder, embed_batch: int = 256, views: nn.Module | None = None, seed: int = 0, amp_dtype=None):
     "ECG embeddings $\\hat e$ of a whole split in order (eval mode); with `views`, the embeddings of both views."
     was = model.training; model.eval()
     n = len(feeder)
     g = torch.Generator(device='cpu').manual_seed(seed)
     out1, out2 = [], []
     try:
-        for pos, x in feeder.batches([np.arange(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]):
+        for pos, x in feeder.batches([np.arange(i, min(i + embed_batch, n)) for i in range(0, n, embed_batch)]):
             with torch.autocast(feeder.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 if views is None: out1.append(model.encode_ecg(x).float())
                 else:
@@ -109,6 +113,22 @@ def batched_loss(loss_fn, a: torch.Tensor, b: torch.Tensor, batch_size: int, ids
         args = (a[i:i + batch_size], b[i:i + batch_size]) + ((ids[i:i + batch_size],) if ids is not None else ())
         losses.append(float(loss_fn(*args)))
     return float(np.mean(losses)) if losses else float('nan')
+
+# %% ../nbs/21_methods.ipynb #53c7bd49
+@torch.no_grad()
+def view_batches(method: nn.Module, feeder, batch_size: int, seed: int = 0):
+    "Pairs of augmented views `(v1, v2)` of consecutive validation batches (at least 2 records), seeded, with `method` in eval mode."
+    was, n = method.training, len(feeder)
+    g = torch.Generator(device='cpu').manual_seed(seed)
+    method.eval()
+    try:
+        for pos, x in feeder.batches([np.arange(i, min(i + batch_size, n)) for i in range(0, n, batch_size) if min(i + batch_size, n) - i >= 2]):
+            yield method.views(x, g)
+    finally: method.train(was)
+
+def predictor_mlp(dim: int, hidden: int) -> nn.Sequential:
+    "The predictor of BYOL and SimSiam: Linear(dim, hidden), BatchNorm, ReLU, Linear(hidden, dim)."
+    return nn.Sequential(nn.Linear(dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Linear(hidden, dim))
 
 # %% ../nbs/21_methods.ipynb #46e26e27
 class ETP(Method):

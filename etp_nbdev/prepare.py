@@ -15,7 +15,7 @@ import etp_nbdev
 from .core import CPSC_CLASSES, PTBXL_SUPERCLASSES, RecordError, OutputFolder, check_interrupted, check_signal, command_errors
 from .ptbxl import PTBXL, find_shared_ptbxl, multilabel_matrix
 from .cpsc2018 import CPSC2018, find_shared_cpsc2018
-from .reports import clean_report, translate_report
+from .report_text import clean_report, translate_report
 
 # %% auto #0
 __all__ = ['TEXT_MODES', 'PREPARED_FORMAT', 'PREPARED_FILES', 'TASKS', 'open_source', 'detect_dataset', 'record_name',

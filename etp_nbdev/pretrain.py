@@ -46,7 +46,7 @@ class PretrainConfig:
     temperature: float = TAU  # softmax temperature tau of the loss (paper: 0.07)
     learnable_temperature: bool = False  # learn tau as CLIP does (a deviation from the paper)
     proj_dim: int = 512  # size of the shared embedding space (paper: 512)
-    head: str = 'linear'  # projection heads: 'linear' (paper) or 'mlp'
+    head: str | None = None  # projection heads: 'linear' (the paper's ETP) or 'mlp' (default: the method's own: linear for ETP and SimCLR, mlp for BYOL and SimSiam)
     duplicates: str = 'none'  # ETP: identical reports in a batch: 'none' (paper: treated as negatives), 'mask' or 'soft'
     text_model: str | None = None  # text model: default the packaged all-MiniLM-L6-v2 (offline); paper: emilyalsentzer/Bio_ClinicalBERT
     text_pooling: str | None = None  # 'cls', 'mean' or 'pooler' (default: what the text model was trained for)
@@ -61,11 +61,14 @@ class PretrainConfig:
     sync_bn: str = 'auto'  # BatchNorm statistics over all GPUs: 'auto' (with torchrun on CUDA), 'yes', 'no'
     save_every: int = 0  # also save a checkpoint every N steps (default: at the end of each epoch)
     max_steps: int | None = None  # stop after N steps in all (for a quick try or a benchmark)
+    byol_tau: float = 0.996  # BYOL: EMA momentum of the target network at the start, rising to 1 on a cosine schedule (Grill et al.: 0.996)
+    byol_hidden: int = 4096  # BYOL: hidden width of the predictor MLP (Grill et al.: 4096)
+    simsiam_hidden: int = 128  # SimSiam: hidden width of the predictor MLP, a bottleneck of a quarter of the embedding (Chen & He: 512 for 2048)
     progress: bool = True  # progress bar
 
     def check(self) -> PretrainConfig:
-        "Raise a `ValueError` naming the first setting that cannot work."
-        choices = dict(mode=tuple(METHODS), schedule=SCHEDULES, amp=AMP_MODES, head=('linear', 'mlp'), duplicates=('none', 'mask', 'soft'),
+        "Raise a `ValueError` naming the first setting that cannot work; fill in the method's own head if none is given."
+        choices = dict(mode=tuple(METHODS), schedule=SCHEDULES, amp=AMP_MODES, head=('linear', 'mlp', None), duplicates=('none', 'mask', 'soft'),
                        preload=('auto', 'yes', 'no'), sync_bn=('auto', 'yes', 'no'))
         for k, allowed in choices.items():
             if getattr(self, k) not in allowed: raise ValueError(f"{k} must be one of {allowed}, got {getattr(self, k)!r}")
@@ -75,6 +78,8 @@ class PretrainConfig:
         if not (self.lr > 0 and self.weight_decay >= 0 and self.temperature > 0):
             raise ValueError(f"need lr > 0, weight_decay >= 0 and temperature > 0, got {self.lr}, {self.weight_decay}, {self.temperature}")
         if not self.data: raise ValueError("data: give the prepared folder to train on (see etp_prepare)")
+        if self.head is None: self.head = method_class(self.mode).head
+        if not 0 <= self.byol_tau <= 1: raise ValueError(f"byol_tau must lie in [0, 1], got {self.byol_tau}")
         return self
 
 # Settings that may change when a run is resumed; any other difference is an error.
@@ -208,9 +213,10 @@ def trainable_rows(prepared: Prepared, split: str, mode: str) -> np.ndarray:
 def build_model(config: PretrainConfig, fs: int, text_encoder: TextEncoder | None = None) -> ETPModel:
     "A freshly initialised `ETPModel` for `config` (seeded): with a text head for a method that reads reports, ECG-only otherwise."
     torch.manual_seed(config.seed)
-    kw = dict(proj_dim=config.proj_dim, head=config.head, temperature=config.temperature,
+    kind = method_class(config.mode)
+    kw = dict(proj_dim=config.proj_dim, head=config.head or kind.head, temperature=config.temperature,
               learnable_temperature=config.learnable_temperature, fs=int(fs), extra=dict(mode=config.mode))
-    conf = ETPConfig.for_text_encoder(text_encoder, **kw) if method_class(config.mode).uses_reports else ETPConfig(**kw)
+    conf = ETPConfig.for_text_encoder(text_encoder, **kw) if kind.uses_reports else ETPConfig(**kw)
     return ETPModel(conf)
 
 # %% ../nbs/30_pretrain.ipynb #d68e15ba
@@ -251,20 +257,20 @@ METRIC_COLUMNS = ['kind', 'epoch', 'step', 'loss', 'lr', 'temperature', 'records
 
 class MetricsLog:
     "Rows of `metrics.csv` (`kind` 'step' or 'epoch'); written only by the main process."
-    def __init__(self, path, keep_until_step: int | None = None, enabled: bool = True):
-        self.path, self.enabled, self.rows = Path(path), enabled, []
+    def __init__(self, path, keep_until_step: int | None = None, enabled: bool = True, extra: tuple = ()):
+        self.path, self.enabled, self.rows, self.columns = Path(path), enabled, [], METRIC_COLUMNS + [c for c in extra if c not in METRIC_COLUMNS]
         if self.path.exists():
             with open(self.path) as f: self.rows = [r for r in csv.DictReader(f)]
             if keep_until_step is not None: self.rows = [r for r in self.rows if int(r['step']) <= keep_until_step]
         if enabled:
             with open(self.path, 'w', newline='') as f:
-                w = csv.DictWriter(f, METRIC_COLUMNS); w.writeheader(); w.writerows(self.rows)
+                w = csv.DictWriter(f, self.columns, extrasaction='ignore', restval=''); w.writeheader(); w.writerows(self.rows)
 
     def add(self, **row):
-        row = {k: row.get(k, '') for k in METRIC_COLUMNS}
+        row = {k: row.get(k, '') for k in self.columns}
         self.rows.append(row)
         if self.enabled:
-            with open(self.path, 'a', newline='') as f: csv.DictWriter(f, METRIC_COLUMNS).writerow(row)
+            with open(self.path, 'a', newline='') as f: csv.DictWriter(f, self.columns).writerow(row)
 
 def plot_metrics(metrics, path=None, title: str = ''):
     "Training loss per step (and its running mean), validation loss and retrieval accuracy per epoch."
@@ -357,7 +363,7 @@ class Trainer:
         self.setup_text()
         self.setup_method(checkpoint)
         self.setup_optimiser(checkpoint)
-        self.log = MetricsLog(self.out / 'metrics.csv', keep_until_step=self.step, enabled=self.rt.main)
+        self.log = MetricsLog(self.out / 'metrics.csv', keep_until_step=self.step, enabled=self.rt.main, extra=self.kind.step_metrics)
         if self.rt.main: (self.out / 'config.json').write_text(json.dumps(asdict(config), indent=1))
         self.bar, self.t_start, self.t_last = None, time.time(), time.time()
         self.say(f"{config.mode}: {len(self.train_pos)} train records ({self.feeder}), {self.steps_per_epoch} steps/epoch x {config.epochs} epochs, "
@@ -457,7 +463,8 @@ def train_step(self: Trainer, pos: np.ndarray, ecg: torch.Tensor, stop: StopSign
     self.step, self.batch = self.step + 1, self.batch + 1
     dt, self.t_last = time.time() - self.t_last, time.time()
     self.log.add(kind='step', epoch=self.epoch + 1, step=self.step, loss=f"{mean_loss:.6f}", lr=f"{self.scheduler.get_last_lr()[0]:.6g}",
-                 temperature=f"{float(method.temperature().detach()):.5g}", records_per_s=f"{c.batch_size / dt:.1f}", elapsed_s=f"{self.elapsed():.2f}")
+                 temperature=f"{float(method.temperature().detach()):.5g}", records_per_s=f"{c.batch_size / dt:.1f}", elapsed_s=f"{self.elapsed():.2f}",
+                 **{k: f"{float(v):.6g}" for k, v in method.last_metrics.items()})
     if self.bar is not None: self.bar.update(1); self.bar.set_postfix(loss=f"{mean_loss:.3f}", rec_s=f"{c.batch_size / dt:.0f}", epoch=self.epoch + 1)
     return stopping
 
@@ -504,8 +511,8 @@ def end_epoch(self: Trainer):
 def pd_frame(rows):
     "`MetricsLog` rows as a DataFrame with numeric columns."
     import pandas as pd
-    df = pd.DataFrame(rows, columns=METRIC_COLUMNS)
-    for c in METRIC_COLUMNS[1:]: df[c] = pd.to_numeric(df[c], errors='coerce')
+    df = pd.DataFrame(rows)
+    for c in df.columns[1:]: df[c] = pd.to_numeric(df[c], errors='coerce')
     return df
 
 # %% ../nbs/30_pretrain.ipynb #93303676

@@ -30,7 +30,7 @@ __all__ = ['ProbeSettings', 'LinearProbe', 'torch_threads', 'fit_linear', 'evalu
 @dataclass
 class ProbeSettings:
     "How the linear classifier is trained: the paper's downstream batch size and optimiser, early stopping on validation."
-    batch_size: int = 32  # the paper's downstream batch size
+    classifier_batch: int = 32  # examples per step of the linear classifier (the paper's downstream batch size)
     lr: float = 1e-3  # Adam's learning rate (the paper gives none for downstream tasks)
     weight_decay: float = 0.0
     max_epochs: int = 100
@@ -78,8 +78,8 @@ def fit_linear(
 ) -> LinearProbe:
     "Train a randomly initialised linear classifier with Adam; keep the epoch with the best validation macro AUC (early stopping)."
     st = settings or ProbeSettings()
-    if st.max_epochs < 1 or st.batch_size < 1 or st.patience < 1 or st.lr <= 0:
-        raise ValueError(f"max_epochs, batch_size and patience must be >= 1 and lr > 0, got {st}")
+    if st.max_epochs < 1 or st.classifier_batch < 1 or st.patience < 1 or st.lr <= 0:
+        raise ValueError(f"max_epochs, classifier_batch and patience must be >= 1 and lr > 0, got {st}")
     if len(x_train) != len(y_train) or len(x_val) != len(y_val): raise ValueError("features and labels must have the same number of rows")
     with torch_threads(1): return _fit_linear(x_train, y_train, x_val, y_val, n_classes, st, seed)
 
@@ -101,7 +101,7 @@ def _fit_linear(x_train, y_train, x_val, y_val, n_classes: int, st: ProbeSetting
     best, best_state, best_epoch, history = -np.inf, None, 0, []
     for epoch in range(1, st.max_epochs + 1):
         total = 0.0
-        for idx in torch.randperm(len(xt), generator=g).split(st.batch_size):
+        for idx in torch.randperm(len(xt), generator=g).split(st.classifier_batch):
             loss = loss_fn(lin(xt[idx]), yt[idx])
             opt.zero_grad(); loss.backward(); opt.step()
             total += loss.item() * len(idx)
@@ -196,11 +196,11 @@ def _split_data(prepared: Prepared, task: str) -> tuple[dict, dict]:
     check_classes_present(labels, prepared.classes, where=f" of {prepared.path}")
     return rows, labels
 
-def extract_split_features(encoder: nn.Module, prepared: Prepared, rows: dict, batch_size: int | None = None, device='cpu') -> dict:
+def extract_split_features(encoder: nn.Module, prepared: Prepared, rows: dict, embed_batch: int | None = None, device='cpu') -> dict:
     "Features of all the given rows ({split: rows}) in one pass of the frozen encoder, split back into {split: [N, D]}."
     enc = freeze(encoder).to(device)
     allrows = np.concatenate([rows[s] for s in rows])
-    f = embed_records(enc, prepared, allrows, batch_size, device)
+    f = embed_records(enc, prepared, allrows, embed_batch, device)
     bounds = np.cumsum([0] + [len(rows[s]) for s in rows])
     return {s: f[bounds[i]:bounds[i + 1]] for i, s in enumerate(rows)}
 
@@ -214,7 +214,7 @@ def linear_probe(
     settings: ProbeSettings | None = None,
     subsets=None,  # folder of saved subsets to use and extend (default: out/subsets, or none if out is None)
     n_boot: int = 1000,
-    batch_size: int | None = None,  # records per forward pass of the encoder (None: `auto_batch`)
+    embed_batch: int | None = None,  # records per forward pass of the encoder (None: `auto_batch`)
     device='auto',
     method: str | None = None,  # the name shown in reports (default: from the checkpoint)
     init_seed: int = 0,  # seed of a 'random' checkpoint
@@ -226,14 +226,14 @@ def linear_probe(
     folder = None if out is None else OutputFolder(out, 'etp_probe', inputs=[prepared.path, _path_or_none(checkpoint)], overwrite=overwrite,
                                                    carry=['subsets'])  # checked before any work; written only when complete
     with folder or nullcontext() as tmp:
-        res = _linear_probe(checkpoint, prepared, tmp, out, task, fractions, seeds, settings, subsets, n_boot, batch_size, device, method,
+        res = _linear_probe(checkpoint, prepared, tmp, out, task, fractions, seeds, settings, subsets, n_boot, embed_batch, device, method,
                             init_seed, verbose, t0)
     if out is not None: say(f"  wrote probe.json, probe_runs.csv, probe_per_class.csv and probe_arrays.npz to {out}")
     return res
 
 def _path_or_none(checkpoint): return checkpoint if isinstance(checkpoint, (str, Path)) else None
 
-def _linear_probe(checkpoint, prepared, tmp, out, task, fractions, seeds, settings, subsets, n_boot, batch_size, device, method, init_seed,
+def _linear_probe(checkpoint, prepared, tmp, out, task, fractions, seeds, settings, subsets, n_boot, embed_batch, device, method, init_seed,
                   verbose, t0) -> dict:
     "`linear_probe`'s work; results go to the folder `tmp` (if not None), which becomes `out`."
     say = print if verbose else (lambda *a, **k: None)
@@ -242,7 +242,7 @@ def _linear_probe(checkpoint, prepared, tmp, out, task, fractions, seeds, settin
     device = pick_device(device)
     say(f"linear probe of {ck.method} ({ck.source}) on {prepared.path} ({task}-label, classes {', '.join(prepared.classes)}): "
         f"{', '.join(f'{s} {len(r)}' for s, r in rows.items())} records; features on {device}")
-    features = extract_split_features(ck.encoder, prepared, rows, batch_size, device)
+    features = extract_split_features(ck.encoder, prepared, rows, embed_batch, device)
     t_feat = time.time() - t0
     say(f"  features: {sum(len(r) for r in rows.values())} records x {features['train'].shape[1]} in {t_feat:.1f} s")
     shown_subsets = subsets if subsets is not None or out is None else Path(out) / 'subsets'
@@ -296,7 +296,7 @@ def etp_probe(
     fractions: str = '0.01,0.1,1',  # label fractions of the training split (stratified subsets)
     seeds: str = '0,1,2',  # seeds: each gives its own subset (below 100%), initialisation and batch order
     subsets: str = None,  # folder of saved subsets to reuse and extend (default OUT/subsets); give all methods the same one
-    batch_size: int = 32,  # classifier batch size (the paper's downstream batch size)
+    classifier_batch: int = 32,  # examples per step of the linear classifier (the paper's downstream batch size)
     lr: float = 1e-3,  # Adam learning rate of the classifier
     weight_decay: float = 0.0,  # Adam weight decay of the classifier
     max_epochs: int = 100,  # at most this many epochs
@@ -311,7 +311,7 @@ def etp_probe(
 ):
     "Linear evaluation: freeze a checkpoint's ECG encoder, train a linear classifier on its features (model selection on the validation split only), report test macro AUC / F1 with seeds and 95% CIs."
     with command_errors('etp_probe'):
-        settings = ProbeSettings(batch_size, lr, weight_decay, max_epochs, patience, not no_standardize)
+        settings = ProbeSettings(classifier_batch, lr, weight_decay, max_epochs, patience, not no_standardize)
         res = linear_probe(checkpoint, data, out, task, parse_numbers(fractions), parse_numbers(seeds, int), settings, subsets, n_boot,
                            feature_batch or None, device, method, init_seed, verbose=not quiet, overwrite=overwrite)
         if quiet: print(format_probe_summary(res))

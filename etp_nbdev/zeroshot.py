@@ -158,7 +158,7 @@ def zero_shot(
     temperature: float | None = None,  # τ of the softmax for AUC (default: the model's)
     n_boot: int = 1000,
     oracle: bool = False,  # also report the (invalid, labelled) test-chosen max-F1
-    batch_size: int | None = None,  # ECGs per forward pass (None: automatic)
+    embed_batch: int | None = None,  # ECGs per forward pass of the encoder (None: automatic)
     device='auto',
     method: str | None = None,
     init_seed: int = 0,
@@ -185,7 +185,7 @@ def zero_shot(
         f"{len(classes)} classes ({len(set(y.tolist()))} present), text model {text_encoder.name}, τ = {tau:g}")
     for c, p in prompts.items(): say(f"  {c:>6s}: " + ' | '.join(p))
     class_emb = class_embeddings(model, text_encoder, prompts)
-    ecg_emb = embed_records(model.encode_ecg, prepared, rows, batch_size, device)
+    ecg_emb = embed_records(model.encode_ecg, prepared, rows, embed_batch, device)
     sims, probs = zero_shot_scores(ecg_emb, class_emb, tau)
     res = zero_shot_metrics(y, sims, classes, tau, n_boot, oracle)
     ids = prepared.meta['id'].to_numpy(dtype=str)[rows]
@@ -264,7 +264,7 @@ def etp_zeroshot(
     temperature: float = None,  # τ of the softmax that gives the AUC scores (default: the model's, 0.07)
     n_boot: int = 1000,  # bootstrap resamples for the 95% intervals (0: none)
     oracle: bool = False,  # also report the per-class max-F1 with thresholds chosen on the test labels (NOT a valid estimate; labelled so)
-    batch_size: int = 0,  # ECGs per forward pass (0: automatic, 32 at 500 Hz on a CPU, 256 on a GPU)
+    embed_batch: int = 0,  # ECGs per forward pass of the encoder (0: automatic, 32 at 500 Hz on a CPU, 256 on a GPU)
     device: str = 'auto',  # 'auto' (CUDA if available), 'cpu', 'cuda', ...
     method: str = None,  # name of the method in reports (default: 'Random init' or 'ETP')
     init_seed: int = 0,  # initialisation seed of --checkpoint random
@@ -278,5 +278,5 @@ def etp_zeroshot(
         except ValueError as e: raise ValueError(f"{names} is not valid JSON ({e})") from None
         if nm is not None and not isinstance(nm, dict): raise ValueError(f"{names} must hold a JSON object {{class: name}}")
         res = zero_shot(checkpoint, data, out, split, nm, ensemble, template, None, text_model, temperature, n_boot, oracle,
-                        batch_size or None, device, method, init_seed, verbose=not quiet, overwrite=overwrite)
+                        embed_batch or None, device, method, init_seed, verbose=not quiet, overwrite=overwrite)
         if quiet: print(format_zero_shot(res))

@@ -12,6 +12,7 @@ import torch.nn as nn
 from etp_nbdev.augment import TwoViews
 from etp_nbdev.losses import clip_loss, nt_xent_loss
 from etp_nbdev.model import ETPConfig, ETPModel
+from etp_nbdev.byol import BYOL
 from etp_nbdev.methods import ETP, SimCLR
 from etp_nbdev.pretrain import setup_runtime
 
@@ -38,24 +39,27 @@ def main(out):
     per = GLOBAL // rt.world
     mine = slice(rt.rank * per, (rt.rank + 1) * per)
     report = {}
-    for mode, dup in (('etp', 'none'), ('etp', 'mask'), ('simclr', 'none')):
+    for mode, dup in (('etp', 'none'), ('etp', 'mask'), ('simclr', 'none'), ('byol', 'none')):
         # --- DDP: each rank its shard, the loss gathers the others' embeddings with gradient
         model = make(mode)
-        task = ETP(model, feats, dup) if mode == 'etp' else SimCLR(model, TwoViews(fs=100))
+        task = ETP(model, feats, dup) if mode == 'etp' else SimCLR(model, TwoViews(fs=100)) if mode == 'simclr' else BYOL(model, TwoViews(fs=100), hidden=16)
         ddp = nn.parallel.DistributedDataParallel(task)
         gen = torch.Generator().manual_seed(7 + rt.rank)  # the views of each shard: reproduced below
         loss = ddp(ecg[mine], rid[mine], gen)
         loss.backward()
         mean_loss = loss.detach().clone()
         dist.all_reduce(mean_loss); mean_loss /= rt.world
-        grads = flat_grads(model)
+        grads = flat_grads(task)
         others = [torch.empty_like(grads) for _ in range(rt.world)]
         dist.all_gather(others, grads)
         if rt.rank == 0:
             # --- one process, the same global batch
             ref = make(mode)
             tau = ref.temperature()
-            if mode == 'etp':
+            ref_task = BYOL(ref, TwoViews(fs=100), hidden=16) if mode == 'byol' else ref
+            if mode == 'byol':  # no negatives: the global loss is the mean of the shards' losses (BatchNorm per shard)
+                ref_loss = sum(ref_task(ecg[s * per:(s + 1) * per], None, torch.Generator().manual_seed(7 + s)) for s in range(rt.world)) / rt.world
+            elif mode == 'etp':
                 e = torch.cat([ref.encode_ecg(ecg[s * per:(s + 1) * per]) for s in range(rt.world)])
                 t = ref.encode_text(feats[rid])
                 ref_loss = clip_loss(e, t, tau, rid, dup, gather=False)
@@ -68,7 +72,7 @@ def main(out):
                     z1.append(a); z2.append(b)
                 ref_loss = nt_xent_loss(torch.cat(z1), torch.cat(z2), tau, gather=False)
             ref_loss.backward()
-            ref_grads = flat_grads(ref)
+            ref_grads = flat_grads(ref_task)
             report[f"{mode}/{dup}"] = dict(
                 ddp_loss=float(mean_loss), ref_loss=float(ref_loss),
                 max_grad_diff=float((grads - ref_grads).abs().max()), grad_scale=float(ref_grads.abs().max()),

@@ -73,8 +73,12 @@ def test_real_ptbxl_and_a_cpsc_subset_too_small_to_evaluate(shared_data, tmp_pat
     r = demo('--preset', 'tiny', '--ptbxl', shared_data / 'ptbxl', '--cpsc', shared_data / 'cpsc2018', '--out', out, '--epochs', 1)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     m = json.loads((out / 'metrics.json').read_text())
-    assert 'has no record of class' in m['evaluation']['cpsc2018']['skipped']  # 24 records: reported, not silently dropped
-    assert 'cpsc2018: SKIPPED' in r.stdout and '**cpsc2018: not evaluated.**' in (out / 'report.md').read_text()
+    cp = m['evaluation']['cpsc2018']
+    assert 'has no record of class' in cp['probe_skipped'] and 'probe' not in cp  # 24 records: no probe, and the reason is reported
+    assert 'cpsc2018: linear probes SKIPPED' in r.stdout and '**cpsc2018: linear probes not run.**' in (out / 'report.md').read_text()
+    zs = cp['zero_shot']['ETP']  # zero-shot needs no training labels: it runs on the test split, absent classes n/a
+    assert zs['n'] > 0 and all(zs['per_class'][c]['auc'] is None for c in zs['absent']) and 0 <= zs['average']['auc'] <= 1, zs
+    assert 'n/a (no record in the split)' in (out / 'report.md').read_text()
     # PTB-XL: folds 1-8 pretrain, 9 selects, 10 tests
     db = pd.read_csv(shared_data / 'ptbxl' / 'ptbxl_database.csv', index_col='ecg_id')
     meta = pd.read_csv(out / 'data' / 'ptbxl_100hz' / 'meta.csv', dtype={'id': str})
@@ -83,7 +87,7 @@ def test_real_ptbxl_and_a_cpsc_subset_too_small_to_evaluate(shared_data, tmp_pat
     probe = json.loads((out / 'eval' / 'ptbxl' / 'probe' / 'etp' / 'probe.json').read_text())
     assert probe['data']['n']['test'] == int(((meta['split'] == 'test') & (meta['label'] >= 0)).sum())
     assert m['pretrain']['ETP']['train_records'] == int(((meta['split'] == 'train') & meta['report'].fillna('').str.strip().ne('')).sum())
-    assert m['config']['ptbxl'] is not None and len(m['checks']) == 3
+    assert m['config']['ptbxl'] is not None and len(m['checks']) == 4  # PTB-XL: zero-shot and probes at 10% and 100%; CPSC2018: zero-shot only
 
 
 @pytest.mark.parametrize('args, message', [

@@ -251,7 +251,7 @@ def commands(inputs):
     from etp_nbdev.pretrain import etp_pretrain
     from etp_nbdev.probe import etp_probe
     from etp_nbdev.zeroshot import etp_zeroshot
-    from etp_nbdev.report import etp_report
+    from etp_nbdev.results import etp_report
     from etp_nbdev.demo import etp_demo
     i = inputs
     return {

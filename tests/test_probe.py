@@ -50,7 +50,7 @@ def test_cli_writes_results_and_baselines_share_subsets(toy, tmp_path):
     assert set(doc['summary']) == {'0.01', '0.1', '1'}
     s = doc['summary']['1']
     assert s['macro_auc']['mean'] > 0.85 and len(s['macro_auc']['ci95']) == 2 and set(s['per_class']) == set(toy.classes)
-    assert doc['settings']['batch_size'] == 32 and doc['data']['n'] == {'train': 100, 'val': 25, 'test': 25}
+    assert doc['settings']['classifier_batch'] == 32 and doc['data']['n'] == {'train': 100, 'val': 25, 'test': 25}
     runs = pd.read_csv(out / 'probe_runs.csv')
     assert list(runs.columns[:4]) == ['method', 'fraction', 'seed', 'n_train'] and len(runs) == 6
     assert len(pd.read_csv(out / 'probe_per_class.csv')) == 6 * 5

@@ -7,7 +7,7 @@ from etp_nbdev.core import CPSC_CLASSES
 from etp_nbdev.probe import compare_probes, linear_probe, make_toy_prepared
 from etp_nbdev.zeroshot import aligned_model, class_prompts, zero_shot
 from etp_nbdev.model import save_etp
-from etp_nbdev.report import PAPER_TABLE1, PAPER_TABLE2, etp_report, load_results, make_report
+from etp_nbdev.results import PAPER_TABLE1, PAPER_TABLE2, etp_report, load_results, make_report
 
 PNG = b'\x89PNG\r\n\x1a\n'
 

@@ -3,7 +3,7 @@ import re, subprocess, sys
 
 import pandas as pd
 
-from etp_nbdev.reports import clean_report, detect_language, translate_report, translation_coverage
+from etp_nbdev.report_text import clean_report, detect_language, translate_report, translation_coverage
 
 COVERAGE = re.compile(r'coverage .*before ([\d.]+)%\s+after ([\d.]+)%')
 
