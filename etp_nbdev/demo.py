@@ -292,7 +292,7 @@ def write_demo_report(cfg: DemoConfig, out: Path, data: dict, runs: dict, result
     where = 'synthetic data generated from the seed (no download)' if cfg.synthetic else \
             'real data: ' + ', '.join(f"`{d['source']}`" for d in data.values())
     text_model = cfg.text_model or 'sentence-transformers/all-MiniLM-L6-v2 (packaged, offline)'
-    paper = PretrainConfig()  # the optimiser settings every demo run keeps
+    paper = PretrainConfig(data='-').check()  # the optimiser settings every demo run keeps (and ETP's τ)
     parts = [f"# etp_demo report",
              f"Preset **{cfg.preset}** on {where}. Text model: {text_model}. Device: {next(iter(runs.values()))['device']}. "
              "Time: " + ', '.join(f"{k[:-2]} {v:.0f} s" for k, v in timing.items()) + " (then this report and its figures; metrics.json has the total). "

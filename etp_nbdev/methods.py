@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 from .augment import TwoViews
-from .losses import clip_loss, nt_xent_loss, similarity_logits
+from .losses import TAU, clip_loss, nt_xent_loss, similarity_logits
 from .model import ETPConfig, ETPModel
 
 # %% auto #0
@@ -25,6 +25,8 @@ class Method(nn.Module):
     retrieval: str = 'view->view'  # what the validation top-k measures
     paper: str = ''  # where the method comes from
     head: str = 'linear'  # its projection head when `--head` is not given: 'linear' (ETP) or 'mlp'
+    tau: float = TAU  # its temperature when `--temperature` is not given (the paper's 0.07)
+    uses_groups: bool = False  # its forward takes `group`, each record's patient (records of one patient share a group)
     step_metrics: tuple = ()  # extra per-step numbers the method logs in metrics.csv (set `self.last_metrics` in `forward`)
 
     def __init__(self, model: ETPModel):
@@ -63,6 +65,7 @@ METHODS: dict[str, type | str] = {
     'simclr': 'etp_nbdev.methods:SimCLR',  # the uni-modal baseline: two augmented views, NT-Xent
     'byol': 'etp_nbdev.byol:BYOL',  # two views, an EMA target network, no negatives (22_byol)
     'simsiam': 'etp_nbdev.simsiam:SimSiam',  # two views, stop-gradient, no negatives (23_simsiam)
+    'clocs': 'etp_nbdev.clocs:CLOCS',  # adjacent segments (or lead groups) of one recording, patient-aware positives (24_clocs)
 }
 
 def register_method(name: str, method: type | str):

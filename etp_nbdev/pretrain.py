@@ -8,6 +8,7 @@ import csv, json, math, os, random, signal, sys, threading, time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 import numpy as np
+import pandas as pd
 import torch
 import torch.distributed as dist
 import torch.nn as nn
@@ -43,7 +44,7 @@ class PretrainConfig:
     lr: float = 2e-3  # Adam learning rate (paper: 2e-3)
     weight_decay: float = 1e-5  # Adam weight decay (paper: 1e-5)
     schedule: str = 'constant'  # learning-rate schedule: 'constant' (paper: none stated) or 'cosine' (decay to 0 over the run)
-    temperature: float = TAU  # softmax temperature tau of the loss (paper: 0.07)
+    temperature: float | None = None  # softmax temperature tau of the loss (default: the method's own; the paper's ETP: 0.07, CLOCS: 0.1)
     learnable_temperature: bool = False  # learn tau as CLIP does (a deviation from the paper)
     proj_dim: int = 512  # size of the shared embedding space (paper: 512)
     head: str | None = None  # projection heads: 'linear' (the paper's ETP) or 'mlp' (default: the method's own: linear for ETP and SimCLR, mlp for BYOL and SimSiam)
@@ -63,6 +64,7 @@ class PretrainConfig:
     max_steps: int | None = None  # stop after N steps in all (for a quick try or a benchmark)
     byol_tau: float = 0.996  # BYOL: EMA momentum of the target network at the start, rising to 1 on a cosine schedule (Grill et al.: 0.996)
     byol_hidden: int = 4096  # BYOL: hidden width of the predictor MLP (Grill et al.: 4096)
+    clocs_variant: str = 'cmsc'  # CLOCS: 'cmsc' (adjacent segments, the default), 'cmlc' (limb vs chest leads) or 'cmsmlc' (both)
     simsiam_hidden: int = 128  # SimSiam: hidden width of the predictor MLP, a bottleneck of a quarter of the embedding (Chen & He: 512 for 2048)
     progress: bool = True  # progress bar
 
@@ -75,11 +77,13 @@ class PretrainConfig:
         for k in ('epochs', 'batch_size', 'proj_dim'):
             if int(getattr(self, k)) < 1: raise ValueError(f"{k} must be at least 1, got {getattr(self, k)}")
         if self.batch_size < 2: raise ValueError("batch_size must be at least 2: a contrastive loss needs negatives")
-        if not (self.lr > 0 and self.weight_decay >= 0 and self.temperature > 0):
-            raise ValueError(f"need lr > 0, weight_decay >= 0 and temperature > 0, got {self.lr}, {self.weight_decay}, {self.temperature}")
         if not self.data: raise ValueError("data: give the prepared folder to train on (see etp_prepare)")
         if self.head is None: self.head = method_class(self.mode).head
+        if self.temperature is None: self.temperature = method_class(self.mode).tau
+        if self.clocs_variant not in ('cmsc', 'cmlc', 'cmsmlc'): raise ValueError(f"clocs_variant must be one of ('cmsc', 'cmlc', 'cmsmlc'), got {self.clocs_variant!r}")
         if not 0 <= self.byol_tau <= 1: raise ValueError(f"byol_tau must lie in [0, 1], got {self.byol_tau}")
+        if not (self.lr > 0 and self.weight_decay >= 0 and self.temperature > 0):
+            raise ValueError(f"need lr > 0, weight_decay >= 0 and temperature > 0, got {self.lr}, {self.weight_decay}, {self.temperature}")
         return self
 
 # Settings that may change when a run is resumed; any other difference is an error.
@@ -159,6 +163,9 @@ class BatchFeeder:
             x = torch.from_numpy(np.array(prepared.signals[self.ds.idx])) if len(self.ds) else torch.zeros(0)
             self.signals = x.to(device)
         self.report_ids = self.ds.report_ids.to(device)
+        meta = prepared.meta.iloc[self.ds.idx]
+        patient = meta['patient_id'] if 'patient_id' in meta.columns else meta['id']  # CPSC2018 has no patient ids: each record its own
+        self.groups = torch.as_tensor(pd.factorize(patient.astype(str))[0], dtype=torch.long).to(device)  # the patient of each position
 
     def __len__(self): return len(self.ds)
 
@@ -214,7 +221,7 @@ def build_model(config: PretrainConfig, fs: int, text_encoder: TextEncoder | Non
     "A freshly initialised `ETPModel` for `config` (seeded): with a text head for a method that reads reports, ECG-only otherwise."
     torch.manual_seed(config.seed)
     kind = method_class(config.mode)
-    kw = dict(proj_dim=config.proj_dim, head=config.head or kind.head, temperature=config.temperature,
+    kw = dict(proj_dim=config.proj_dim, head=config.head or kind.head, temperature=config.temperature or kind.tau,
               learnable_temperature=config.learnable_temperature, fs=int(fs), extra=dict(mode=config.mode))
     conf = ETPConfig.for_text_encoder(text_encoder, **kw) if kind.uses_reports else ETPConfig(**kw)
     return ETPModel(conf)
@@ -444,7 +451,7 @@ def train_step(self: Trainer, pos: np.ndarray, ecg: torch.Tensor, stop: StopSign
     gen = torch.Generator(device='cpu').manual_seed(c.seed * 1_000_003 + self.step)  # the step's augmentations, the same after a resume
     buffers = [t.detach().clone() for t in method.buffers()]  # BatchNorm statistics before this step's forward
     with torch.autocast(rt.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-        loss = self.step_fn(ecg, report_id, gen)
+        loss = self.step_fn(ecg, report_id, gen, **({'group': self.feeder.groups[torch.as_tensor(pos, device=rt.device)]} if self.kind.uses_groups else {}))
     self.optimizer.zero_grad(set_to_none=True)
     self.scaler.scale(loss).backward()
     bad = ~torch.isfinite(loss.detach())

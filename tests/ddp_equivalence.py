@@ -13,6 +13,7 @@ from etp_nbdev.augment import TwoViews
 from etp_nbdev.losses import clip_loss, nt_xent_loss
 from etp_nbdev.model import ETPConfig, ETPModel
 from etp_nbdev.byol import BYOL
+from etp_nbdev.clocs import CLOCS, clocs_loss, clocs_views
 from etp_nbdev.methods import ETP, SimCLR
 from etp_nbdev.pretrain import setup_runtime
 
@@ -36,16 +37,18 @@ def main(out):
     ecg = torch.randn(GLOBAL, 12, T, generator=g)
     feats = torch.randn(5, TEXT_DIM, generator=g)
     rid = torch.tensor([0, 1, 2, 3, 4, 0, 1, 2])  # repeated reports, so the 'mask' mode has work to do
+    patients = torch.tensor([0, 1, 2, 3, 0, 4, 1, 5])  # records 0/4 and 1/6 share a patient across the two ranks (CLOCS)
     per = GLOBAL // rt.world
     mine = slice(rt.rank * per, (rt.rank + 1) * per)
     report = {}
-    for mode, dup in (('etp', 'none'), ('etp', 'mask'), ('simclr', 'none'), ('byol', 'none')):
+    for mode, dup in (('etp', 'none'), ('etp', 'mask'), ('simclr', 'none'), ('byol', 'none'), ('clocs', 'none')):
         # --- DDP: each rank its shard, the loss gathers the others' embeddings with gradient
         model = make(mode)
-        task = ETP(model, feats, dup) if mode == 'etp' else SimCLR(model, TwoViews(fs=100)) if mode == 'simclr' else BYOL(model, TwoViews(fs=100), hidden=16)
+        task = (ETP(model, feats, dup) if mode == 'etp' else SimCLR(model, TwoViews(fs=100)) if mode == 'simclr' else
+                BYOL(model, TwoViews(fs=100), hidden=16) if mode == 'byol' else CLOCS(model))
         ddp = nn.parallel.DistributedDataParallel(task)
         gen = torch.Generator().manual_seed(7 + rt.rank)  # the views of each shard: reproduced below
-        loss = ddp(ecg[mine], rid[mine], gen)
+        loss = ddp(ecg[mine], rid[mine], gen, **({'group': patients[mine]} if mode == 'clocs' else {}))
         loss.backward()
         mean_loss = loss.detach().clone()
         dist.all_reduce(mean_loss); mean_loss /= rt.world
@@ -57,7 +60,10 @@ def main(out):
             ref = make(mode)
             tau = ref.temperature()
             ref_task = BYOL(ref, TwoViews(fs=100), hidden=16) if mode == 'byol' else ref
-            if mode == 'byol':  # no negatives: the global loss is the mean of the shards' losses (BatchNorm per shard)
+            if mode == 'clocs':  # BatchNorm per shard, then the loss over the whole global batch
+                za, zb = zip(*[ref.encode_ecg(torch.cat(clocs_views(ecg[s * per:(s + 1) * per]))).chunk(2) for s in range(rt.world)])
+                ref_loss = clocs_loss(torch.cat(za), torch.cat(zb), patients, tau, gather=False)
+            elif mode == 'byol':  # no negatives: the global loss is the mean of the shards' losses (BatchNorm per shard)
                 ref_loss = sum(ref_task(ecg[s * per:(s + 1) * per], None, torch.Generator().manual_seed(7 + s)) for s in range(rt.world)) / rt.world
             elif mode == 'etp':
                 e = torch.cat([ref.encode_ecg(ecg[s * per:(s + 1) * per]) for s in range(rt.world)])

@@ -141,7 +141,7 @@ def test_ddp_loss_and_gradients_equal_one_process(tmp_path):
                        capture_output=True, text=True, env=ENV, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     rep = json.loads(out.read_text())
-    assert set(rep) == {'etp/none', 'etp/mask', 'simclr/none', 'byol/none'}
+    assert set(rep) == {'etp/none', 'etp/mask', 'simclr/none', 'byol/none', 'clocs/none'}
     for k, v in rep.items():
         assert v['ranks_agree'], k
         assert abs(v['ddp_loss'] - v['ref_loss']) < 1e-5, (k, v)
