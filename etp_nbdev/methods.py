@@ -66,6 +66,7 @@ METHODS: dict[str, type | str] = {
     'byol': 'etp_nbdev.byol:BYOL',  # two views, an EMA target network, no negatives (22_byol)
     'simsiam': 'etp_nbdev.simsiam:SimSiam',  # two views, stop-gradient, no negatives (23_simsiam)
     'clocs': 'etp_nbdev.clocs:CLOCS',  # adjacent segments (or lead groups) of one recording, patient-aware positives (24_clocs)
+    'cpc': 'etp_nbdev.cpc:CPC',  # a GRU context over the encoder's feature sequence predicts the next steps, InfoNCE (25_cpc)
 }
 
 def register_method(name: str, method: type | str):

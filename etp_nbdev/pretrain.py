@@ -65,6 +65,8 @@ class PretrainConfig:
     byol_tau: float = 0.996  # BYOL: EMA momentum of the target network at the start, rising to 1 on a cosine schedule (Grill et al.: 0.996)
     byol_hidden: int = 4096  # BYOL: hidden width of the predictor MLP (Grill et al.: 4096)
     clocs_variant: str = 'cmsc'  # CLOCS: 'cmsc' (adjacent segments, the default), 'cmlc' (limb vs chest leads) or 'cmsmlc' (both)
+    cpc_steps: int = 12  # CPC: steps ahead that the context predicts (van den Oord et al.: 12)
+    cpc_hidden: int = 256  # CPC: size of the GRU context (van den Oord et al.: 256)
     simsiam_hidden: int = 128  # SimSiam: hidden width of the predictor MLP, a bottleneck of a quarter of the embedding (Chen & He: 512 for 2048)
     progress: bool = True  # progress bar
 

@@ -7,7 +7,7 @@ import torch
 
 BIN = Path(sys.executable).parent
 ENV = dict(os.environ, HF_HUB_OFFLINE='1', TRANSFORMERS_OFFLINE='1', MPLBACKEND='Agg', OMP_NUM_THREADS='1')
-NEW = ['byol', 'simsiam', 'clocs']  # the methods added to ETP and SimCLR (those two are pinned in test_pretrain.py)
+NEW = ['byol', 'simsiam', 'clocs', 'cpc']  # the methods added to ETP and SimCLR (those two are pinned in test_pretrain.py)
 
 
 @pytest.fixture(scope='module')
@@ -48,7 +48,7 @@ def test_resume_is_bit_exact_with_the_method_state(prepared, tmp_path, mode):
     pretrain(PretrainConfig(out=str(tmp_path / 'resumed'), **common), resume=True)
     a, b = (torch.load(tmp_path / d / 'checkpoint.pt', weights_only=False) for d in ('ref', 'resumed'))
     assert a['step'] == b['step'] and a['method'].keys() == b['method'].keys()
-    assert (len(a['method']) > 0) == (mode in ('byol', 'simsiam'))  # a predictor (and BYOL's target) are the method's own state
+    assert (len(a['method']) > 0) == (mode in ('byol', 'simsiam', 'cpc'))  # a predictor, BYOL's target, CPC's GRU: the method's own state
     for part in ('model', 'method'):
         for k in a[part]: assert torch.equal(a[part][k], b[part][k]), (part, k)
 
