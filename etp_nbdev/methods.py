@@ -67,6 +67,7 @@ METHODS: dict[str, type | str] = {
     'simsiam': 'etp_nbdev.simsiam:SimSiam',  # two views, stop-gradient, no negatives (23_simsiam)
     'clocs': 'etp_nbdev.clocs:CLOCS',  # adjacent segments (or lead groups) of one recording, patient-aware positives (24_clocs)
     'cpc': 'etp_nbdev.cpc:CPC',  # a GRU context over the encoder's feature sequence predicts the next steps, InfoNCE (25_cpc)
+    'tstcc': 'etp_nbdev.tstcc:TSTCC',  # weak and strong views, cross-view temporal prediction and contextual NT-Xent (26_tstcc)
 }
 
 def register_method(name: str, method: type | str):

@@ -67,6 +67,9 @@ class PretrainConfig:
     clocs_variant: str = 'cmsc'  # CLOCS: 'cmsc' (adjacent segments, the default), 'cmlc' (limb vs chest leads) or 'cmsmlc' (both)
     cpc_steps: int = 12  # CPC: steps ahead that the context predicts (van den Oord et al.: 12)
     cpc_hidden: int = 256  # CPC: size of the GRU context (van den Oord et al.: 256)
+    tstcc_steps: int = 6  # TS-TCC: steps ahead each context predicts (Eldele et al., activity data: 6)
+    tstcc_hidden: int = 100  # TS-TCC: width of the context transformer (Eldele et al.: 100)
+    tstcc_lambda: float = 0.7  # TS-TCC: weight of the contextual loss against the temporal one (Eldele et al.: 0.7)
     simsiam_hidden: int = 128  # SimSiam: hidden width of the predictor MLP, a bottleneck of a quarter of the embedding (Chen & He: 512 for 2048)
     progress: bool = True  # progress bar
 
