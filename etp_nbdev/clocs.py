@@ -10,7 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from .core import LEADS
 from .losses import distributed_world, gather_with_grad
-from .methods import Method, retrieval_accuracy
+from .methods import Method, consecutive, evaluating, retrieval_accuracy
 from .model import ETPConfig, ETPModel
 
 # %% auto #0
@@ -68,15 +68,13 @@ class CLOCS(Method):
 
     @torch.no_grad()
     def validate(self, feeder, batch_size, seed=0, amp_dtype=None):
-        was, n, tau = self.training, len(feeder), float(self.temperature())
-        self.eval()
+        n, tau = len(feeder), float(self.temperature())
         za, zb, losses = [], [], []
-        try:
-            for pos, x in feeder.batches([np.arange(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]):
+        with evaluating(self):
+            for pos, x in feeder.batches(consecutive(n, batch_size)):
                 with torch.autocast(feeder.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                     a, b = self.model.encode_ecg(torch.cat(clocs_views(x, self.variant))).float().chunk(2)
                 za.append(a); zb.append(b)
                 if len(pos) >= 2: losses.append(float(clocs_loss(a, b, feeder.groups[torch.as_tensor(pos, device=a.device)], tau, gather=False)))
-        finally: self.train(was)
         acc = retrieval_accuracy(torch.cat(za), torch.cat(zb), torch.arange(n, device=feeder.device))
         return dict(val_loss=float(np.mean(losses)) if losses else float('nan'), val_top1=acc['top1'], val_top5=acc['top5'])

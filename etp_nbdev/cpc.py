@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from .losses import distributed_world, gather_with_grad
-from .methods import Method, retrieval_accuracy
+from .methods import Method, consecutive, evaluating, retrieval_accuracy
 from .model import ETPConfig, ETPModel
 
 # %% auto #0
@@ -69,17 +69,14 @@ class CPC(Method):
 
     @torch.no_grad()
     def validate(self, feeder, batch_size, seed=0, amp_dtype=None):
-        was, n = self.training, len(feeder)
-        g = torch.Generator(device='cpu').manual_seed(seed)
-        self.eval()
+        n, g = len(feeder), torch.Generator(device='cpu').manual_seed(seed)
         losses, first_pred, first_true = [], [], []
-        try:
-            for pos, x in feeder.batches([np.arange(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]):
+        with evaluating(self):
+            for pos, x in feeder.batches(consecutive(n, batch_size)):
                 with torch.autocast(feeder.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                     z = self.codes(x)
                     p, z = self.predictions(z, self.moment(z.shape[1], g))
                 first_pred.append(p[0].float()); first_true.append(z[0].float())
                 if len(pos) >= 2: losses.append(float(cpc_loss(p, z, gather=False)))
-        finally: self.train(was)
         acc = retrieval_accuracy(torch.cat(first_pred), torch.cat(first_true), torch.arange(n, device=feeder.device))  # one step ahead
         return dict(val_loss=float(np.mean(losses)) if losses else float('nan'), val_top1=acc['top1'], val_top5=acc['top5'])

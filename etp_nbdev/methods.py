@@ -5,6 +5,7 @@
 # %% ../nbs/21_methods.ipynb #71223fe7
 from __future__ import annotations
 import importlib
+from contextlib import contextmanager
 import numpy as np
 import torch
 import torch.nn as nn
@@ -13,8 +14,8 @@ from .losses import TAU, clip_loss, nt_xent_loss, similarity_logits
 from .model import ETPConfig, ETPModel
 
 # %% auto #0
-__all__ = ['METHODS', 'Method', 'register_method', 'method_class', 'embed_split', 'retrieval_accuracy', 'batched_loss',
-           'view_batches', 'predictor_mlp', 'ETP', 'SimCLR']
+__all__ = ['METHODS', 'Method', 'register_method', 'method_class', 'consecutive', 'evaluating', 'embed_split',
+           'retrieval_accuracy', 'batched_loss', 'view_batches', 'predictor_mlp', 'ETP', 'SimCLR']
 
 # %% ../nbs/21_methods.ipynb #299a6870
 class Method(nn.Module):
@@ -86,21 +87,30 @@ def method_class(name: str) -> type[Method]:
     return m
 
 # %% ../nbs/21_methods.ipynb #a6c6fdf7
+def consecutive(n: int, batch_size: int, min_size: int = 1) -> list[np.ndarray]:
+    "Positions 0..n-1 in consecutive batches of `batch_size`; a last batch smaller than `min_size` is left out."
+    return [np.arange(i, min(i + batch_size, n)) for i in range(0, n, batch_size) if min(i + batch_size, n) - i >= min_size]
+
+@contextmanager
+def evaluating(module: nn.Module):
+    "Eval mode (batch-norm statistics fixed, no dropout) inside the block; the module's own mode after it."
+    was = module.training
+    module.eval()
+    try: yield module
+    finally: module.train(was)
+
 @torch.no_grad()
 def embed_split(model: ETPModel, feeder, embed_batch: int = 256, views: nn.Module | None = None, seed: int = 0, amp_dtype=None):
     "ECG embeddings $\\hat e$ of a whole split in order (eval mode); with `views`, the embeddings of both views."
-    was = model.training; model.eval()
-    n = len(feeder)
     g = torch.Generator(device='cpu').manual_seed(seed)
     out1, out2 = [], []
-    try:
-        for pos, x in feeder.batches([np.arange(i, min(i + embed_batch, n)) for i in range(0, n, embed_batch)]):
+    with evaluating(model):
+        for pos, x in feeder.batches(consecutive(len(feeder), embed_batch)):
             with torch.autocast(feeder.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 if views is None: out1.append(model.encode_ecg(x).float())
                 else:
                     v1, v2 = views(x, g)
                     out1.append(model.encode_ecg(v1).float()); out2.append(model.encode_ecg(v2).float())
-    finally: model.train(was)
     return (torch.cat(out1), torch.cat(out2)) if views is not None else torch.cat(out1)
 
 def retrieval_accuracy(queries: torch.Tensor, candidates: torch.Tensor, target: torch.Tensor, ks=(1, 5)) -> dict:
@@ -123,13 +133,9 @@ def batched_loss(loss_fn, a: torch.Tensor, b: torch.Tensor, batch_size: int, ids
 @torch.no_grad()
 def view_batches(method: nn.Module, feeder, batch_size: int, seed: int = 0):
     "Pairs of augmented views `(v1, v2)` of consecutive validation batches (at least 2 records), seeded, with `method` in eval mode."
-    was, n = method.training, len(feeder)
     g = torch.Generator(device='cpu').manual_seed(seed)
-    method.eval()
-    try:
-        for pos, x in feeder.batches([np.arange(i, min(i + batch_size, n)) for i in range(0, n, batch_size) if min(i + batch_size, n) - i >= 2]):
-            yield method.views(x, g)
-    finally: method.train(was)
+    with evaluating(method):
+        for pos, x in feeder.batches(consecutive(len(feeder), batch_size, min_size=2)): yield method.views(x, g)
 
 def predictor_mlp(dim: int, hidden: int) -> nn.Sequential:
     "The predictor of BYOL and SimSiam: Linear(dim, hidden), BatchNorm, ReLU, Linear(hidden, dim)."

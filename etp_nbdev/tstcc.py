@@ -10,7 +10,7 @@ import torch.nn as nn
 from .augment import AmplitudeScale, Compose, GaussianNoise, SegmentPermute
 from .cpc import cpc_loss
 from .losses import nt_xent_loss
-from .methods import Method, retrieval_accuracy
+from .methods import Method, consecutive, evaluating, retrieval_accuracy
 from .model import ETPConfig, ETPModel
 
 # %% auto #0
@@ -66,16 +66,13 @@ class TSTCC(Method):
 
     @torch.no_grad()
     def validate(self, feeder, batch_size, seed=0, amp_dtype=None):
-        was, n = self.training, len(feeder)
         g = torch.Generator(device='cpu').manual_seed(seed)
-        self.eval()
         losses, cws, css = [], [], []
-        try:
-            for pos, x in feeder.batches([np.arange(i, min(i + batch_size, n)) for i in range(0, n, batch_size) if min(i + batch_size, n) - i >= 2]):
+        with evaluating(self):
+            for pos, x in feeder.batches(consecutive(len(feeder), batch_size, min_size=2)):
                 with torch.autocast(feeder.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                     loss, cw, cs = self.pair_loss(self.weak(x, g), self.strong(x, g), g)
                 losses.append(float(loss)); cws.append(self.project(cw).float()); css.append(self.project(cs).float())
-        finally: self.train(was)
         if not cws: return dict(val_loss=float('nan'), val_top1=float('nan'), val_top5=float('nan'))
         cw, cs = torch.cat(cws), torch.cat(css)
         acc = retrieval_accuracy(cw, cs, torch.arange(len(cw), device=cw.device))  # does each weak context find its strong one?

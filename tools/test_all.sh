@@ -23,7 +23,7 @@ stage "2/4 nbdev_test: every notebook, top to bottom (flags skipped by default: 
 nbdev_test --n_workers 2 --timing
 
 stage "3/4 pytest tests/ (all but the docs site)"
-python -m pytest tests -m "not site" -q -p no:cacheprovider
+python -m pytest tests -m "not site" -q -p no:cacheprovider --durations=15
 
 stage "4/4 documentation site: nbdev_proc_nbs + smalldocs, every notebook a page, every internal link and image resolves, pages in Chromium"
 bash tools/ensure_chromium.sh
