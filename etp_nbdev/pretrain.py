@@ -261,8 +261,8 @@ def load_training_state(path, map_location='cpu') -> dict:
 
 def config_differences(saved: dict, config: PretrainConfig) -> dict:
     "Settings of `config` that differ from a checkpoint's and may not change on resume."
-    now = asdict(config)
-    return {k: (saved.get(k), now[k]) for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k]}
+    now, default = asdict(config), asdict(PretrainConfig())  # a setting added since the checkpoint was written had its default then
+    return {k: (saved.get(k, default[k]), now[k]) for k in now if k not in RESUMABLE_CHANGES and saved.get(k, default[k]) != now[k]}
 
 # %% ../nbs/30_pretrain.ipynb #4f2db24c
 METRIC_COLUMNS = ['kind', 'epoch', 'step', 'loss', 'lr', 'temperature', 'records_per_s', 'elapsed_s', 'val_loss', 'val_top1', 'val_top5']
