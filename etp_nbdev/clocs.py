@@ -6,7 +6,6 @@
 from __future__ import annotations
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from .core import LEADS
 from .losses import distributed_world, gather_with_grad

@@ -15,8 +15,7 @@ import torch.nn as nn
 from fastcore.basics import patch
 from fastcore.script import call_parse
 from .core import EXIT_DIVERGED, EXIT_INTERRUPTED, OutputFolder, command_errors, settings_from
-from .losses import TAU
-from .methods import METHODS, Method, method_class
+from .methods import METHODS, method_class
 from .model import ETPConfig, ETPModel, check_text_encoder, export_ecg_encoder, save_etp, upgrade_state
 from .prepare import Prepared, PreparedECG
 from .text import EmbeddingCache, TextEncoder, encode_reports
@@ -85,7 +84,6 @@ class PretrainConfig:
         if not self.data: raise ValueError("data: give the prepared folder to train on (see etp_prepare)")
         if self.head is None: self.head = method_class(self.mode).head
         if self.temperature is None: self.temperature = method_class(self.mode).tau
-        if self.clocs_variant not in ('cmsc', 'cmlc', 'cmsmlc'): raise ValueError(f"clocs_variant must be one of ('cmsc', 'cmlc', 'cmsmlc'), got {self.clocs_variant!r}")
         if not 0 <= self.byol_tau <= 1: raise ValueError(f"byol_tau must lie in [0, 1], got {self.byol_tau}")
         if not (self.lr > 0 and self.weight_decay >= 0 and self.temperature > 0):
             raise ValueError(f"need lr > 0, weight_decay >= 0 and temperature > 0, got {self.lr}, {self.weight_decay}, {self.temperature}")

@@ -4,7 +4,7 @@
 
 # %% ../nbs/41_probe.ipynb #726cbde6
 from __future__ import annotations
-import copy, json, re, time
+import json, time
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
