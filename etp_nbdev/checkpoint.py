@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
+from .methods import METHODS, method_class
 from .model import ETPConfig, ETPModel, load_config, load_ecg_encoder, load_etp
 from .prepare import Prepared
 
 # %% auto #0
-__all__ = ['RANDOM', 'METHOD_OF_MODE', 'CheckpointError', 'Checkpoint', 'resolve_checkpoint', 'seeded_model', 'load_checkpoint',
+__all__ = ['RANDOM', 'CheckpointError', 'Checkpoint', 'resolve_checkpoint', 'seeded_model', 'load_checkpoint', 'method_label',
            'check_fs', 'text_encoder_for', 'pick_device', 'freeze', 'auto_batch', 'embed_records']
 
 # %% ../nbs/14_checkpoint.ipynb #ffbcad4e
@@ -22,17 +23,17 @@ class CheckpointError(ValueError):
     "A checkpoint that cannot be used here: not a checkpoint, another architecture or text model, or another sampling rate."
 
 RANDOM = 'random'
-METHOD_OF_MODE = {'etp': 'ETP', 'simclr': 'SimCLR'}
 
 @dataclass
 class Checkpoint:
     "A loaded checkpoint: the ECG encoder, the whole model when there is one, and what it is."
     encoder: nn.Module  # the ECG encoder: ECGs [B, 12, T] -> pooled features [B, 512]
     model: ETPModel | None  # the whole model (heads included); None for an exported encoder alone
-    method: str  # 'Random init', 'ETP', 'SimCLR' or 'encoder'
+    method: str  # 'Random init', a pretraining method's label ('ETP', 'SimCLR', 'BYOL', ...) or 'encoder'
     source: str  # 'random' or the folder it was loaded from
     config: dict  # its ETPConfig (or encoder.json) as a dict
     fs: int | None  # the sampling rate it was trained at, if recorded
+    seed: int | None = None  # its pretraining seed (a random model: its initialisation seed), if recorded
 
 def resolve_checkpoint(path) -> tuple[Path, str]:  # (folder, 'model' or 'encoder')
     "The checkpoint folder behind `path`: a save_etp folder, an etp_pretrain output (its model/), or an exported encoder."
@@ -66,7 +67,7 @@ def load_checkpoint(
     if str(checkpoint) == RANDOM:
         cfg = ETPConfig.for_text_encoder(text_encoder, fs=fs) if text_encoder is not None else ETPConfig(fs=fs)
         model = seeded_model(cfg, seed)
-        return Checkpoint(model.ecg_encoder, model, 'Random init', RANDOM, asdict(cfg), fs)
+        return Checkpoint(model.ecg_encoder, model, 'Random init', RANDOM, asdict(cfg), fs, seed)
     folder, kind = resolve_checkpoint(checkpoint)
     try:
         if kind == 'encoder':
@@ -75,13 +76,18 @@ def load_checkpoint(
         else:
             model = load_etp(folder, text_encoder=text_encoder)
             cfg = model.config
-            method = METHOD_OF_MODE.get(str(cfg.extra.get('mode', '')).lower()) or ('SimCLR' if cfg.text_dim is None else 'ETP')
-            ck = Checkpoint(model.ecg_encoder, model, method, str(folder), asdict(cfg), cfg.fs)
+            ck = Checkpoint(model.ecg_encoder, model, method_label(cfg), str(folder), asdict(cfg), cfg.fs, cfg.extra.get('seed'))
     except CheckpointError: raise
     except Exception as e:  # unknown architecture, weights of another model, another text model, unreadable file
         raise CheckpointError(f"checkpoint {folder}: {e}") from None
     check_fs(ck, fs)
     return ck
+
+def method_label(cfg: ETPConfig) -> str:
+    "The label of the method that trained a model ('ETP', 'BYOL', ...), from the mode its config records (older models: from its text head)."
+    mode = str(cfg.extra.get('mode', '')).lower()
+    if mode in METHODS: return method_class(mode).label
+    return 'SimCLR' if cfg.text_dim is None else 'ETP'
 
 def check_fs(ck: Checkpoint, fs: int | None) -> None:
     "A `CheckpointError` if the checkpoint was trained at another sampling rate than the data's `fs`."

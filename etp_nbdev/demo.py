@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from fastcore.script import call_parse
 import etp_nbdev
-from .core import PTBXL_SUPERCLASSES, OutputFolder, command_errors, fraction_key, parse_numbers, plot_ecg, settings_from
+from .core import PTBXL_SUPERCLASSES, OutputFolder, command_errors, fraction_key, parse_numbers, plot_ecg, settings_from, slug
 from .synthetic import make_synthetic_cpsc2018, make_synthetic_ptbxl
 from .prepare import TEXT_MODES, Prepared, check_classes_present, prepare, split_labels
 from .text import PAPER_TEXT_MODEL, TextEncoder, resolve_model
@@ -18,13 +18,13 @@ from .methods import METHODS, method_class
 from .pretrain import PretrainConfig, pretrain
 from .probe import compare_probes
 from .zeroshot import zero_shot
-from .results import load_results, md_table, report_markdown
+from .results import load_results, md_table, pool_pretrain_seeds, report_markdown, seed_groups
 
 # %% auto #0
 __all__ = ['PRESETS', 'BALANCED_MIX', 'ZERO_SHOT_GOAL', 'CONFIG_FILE', 'RESUMABLE', 'DEMO_FILES', 'DemoConfig', 'demo_config',
-           'open_demo_dir', 'single_label_counts', 'demo_data', 'pretrain_config', 'demo_pretrain', 'evaluable',
-           'zero_shot_evaluable', 'demo_evaluate', 'demo_checks', 'example_ecg_figure', 'write_demo_report', 'run_demo',
-           'etp_demo']
+           'open_demo_dir', 'single_label_counts', 'demo_data', 'pretrain_config', 'run_name', 'demo_pretrain',
+           'evaluable', 'zero_shot_evaluable', 'demo_evaluate', 'demo_checks', 'example_ecg_figure',
+           'write_demo_report', 'run_demo', 'etp_demo']
 
 # %% ../nbs/90_demo.ipynb #669b5d1e
 PRESETS = {
@@ -56,9 +56,10 @@ class DemoConfig:
     batch_size: int = 128  # pretraining batch (paper: 128)
     fractions: tuple = (0.01, 0.1, 1.0)  # label fractions of the linear probes
     seeds: tuple = (0, 1, 2)  # probe seeds (label subset, classifier initialisation, batch order)
+    pretrain_seeds: tuple = (0,)  # pretraining seeds (initialisation, data order, augmentations): each method, random init included, is trained once per seed and reported as mean ± std over them
     n_boot: int = 1000  # bootstrap resamples for the 95% intervals
     tsne_points: int = 800  # points per t-SNE map in the report (0: none)
-    seed: int = 0  # seed of the synthetic data, model initialisation and data order
+    seed: int = 0  # seed of the synthetic data
     device: str = 'auto'  # 'auto' (a GPU if there is one), 'cpu', 'cuda'
     n_jobs: int = 2  # processes that generate and read records (0: all cores)
 
@@ -82,6 +83,8 @@ class DemoConfig:
                              f"{self.ptbxl_records} and {self.cpsc_records}")
         if self.epochs < 1: raise ValueError(f"epochs must be at least 1, got {self.epochs}")
         if not self.seeds or not self.fractions: raise ValueError("give at least one seed and one label fraction")
+        if not self.pretrain_seeds or len(set(self.pretrain_seeds)) < len(self.pretrain_seeds):
+            raise ValueError(f"pretrain_seeds must be distinct seeds, at least one, got {self.pretrain_seeds}")
         for m in self.methods: method_class(m)  # a clear error naming the known methods
         return self
 
@@ -108,7 +111,8 @@ def open_demo_dir(cfg: DemoConfig, out, resume: bool = False, overwrite: bool = 
     if resume and saved.exists():
         old = json.loads(saved.read_text())
         now = json.loads(json.dumps(asdict(cfg)))  # tuples as lists, as in the file
-        diff = {k: (old.get(k), v) for k, v in now.items() if k not in RESUMABLE and old.get(k) != v}
+        before = json.loads(json.dumps(asdict(DemoConfig()))) | old  # a setting added since that run counts as its default then
+        diff = {k: (before.get(k), v) for k, v in now.items() if k not in RESUMABLE and before.get(k) != v}
         if diff: raise ValueError(f"{saved} was written with other settings: " + '; '.join(f"{k}: then {a!r}, now {b!r}" for k, (a, b) in diff.items())
                                   + ". Resume with the same settings, or run without --resume to start again.")
     folder.open_in_place(start_again=not (resume and saved.exists()))
@@ -164,23 +168,34 @@ def demo_data(cfg: DemoConfig, out: Path, resume: bool = False, strict: bool = F
     return result
 
 # %% ../nbs/90_demo.ipynb #e87f19e5
-def pretrain_config(cfg: DemoConfig, data, out, mode: str, progress: bool = False) -> PretrainConfig:
-    "One demo run's `PretrainConfig`: the paper's settings, with the demo's data, length, batch, text model, seed and device."
+def pretrain_config(cfg: DemoConfig, data, out, mode: str, progress: bool = False, seed: int | None = None) -> PretrainConfig:
+    "One demo run's `PretrainConfig`: the paper's settings, with the demo's data, length, batch, text model, device and pretraining seed (default: the first)."
     return replace(PretrainConfig(), data=str(data), out=str(out), mode=mode, epochs=cfg.epochs, batch_size=cfg.batch_size,
-                   text_model=cfg.text_model, seed=cfg.seed, device=cfg.device, progress=progress)
+                   text_model=cfg.text_model, seed=cfg.pretrain_seeds[0] if seed is None else seed, device=cfg.device, progress=progress)
+
+def run_name(cfg: DemoConfig, label: str, seed: int) -> str:
+    "A run's name: the method's label, with its pretraining seed when there are several."
+    return label if len(cfg.pretrain_seeds) == 1 else f"{label} seed {seed}"
 
 def demo_pretrain(cfg: DemoConfig, ptbxl: Prepared, out: Path, resume: bool = False, verbose: bool = True, progress: bool | None = None) -> dict:
-    "Pretrain each of `cfg.methods` on the PTB-XL train split into `out/runs/<name>`; returns {label: summary with 'path'}."
+    "Pretrain each of `cfg.methods` with each pretraining seed on the PTB-XL train split into `out/runs/<mode>[_seed<k>]`; returns {run name: summary with 'path'}."
     say, runs = _say_for(verbose), {}
     for mode in cfg.methods:
-        label, run = method_class(mode).label, Path(out) / 'runs' / mode
-        say(f"      {label}: {cfg.epochs} epochs -> {run}")
-        s = pretrain(pretrain_config(cfg, ptbxl.path, run, mode, verbose if progress is None else progress), resume=resume, overwrite=not resume)
-        last = {k: float(v) for k, v in s['last'].items() if k in ('loss', 'val_loss', 'val_top1', 'val_top5') and v not in ('', None)}
-        say(f"      {label}: {s['steps']} steps in {s['seconds']:.0f} s; last epoch: " + ', '.join(f"{k} {v:.3f}" for k, v in last.items()))
-        runs[label] = dict(path=str(run), mode=mode, steps=s['steps'], epochs=s['epochs_done'], seconds=s['seconds'],
-                           train_records=s['train_records'], device=s['device'], last=last)
+        for seed in cfg.pretrain_seeds:
+            label = method_class(mode).label
+            name, run = run_name(cfg, label, seed), Path(out) / 'runs' / (mode if len(cfg.pretrain_seeds) == 1 else f"{mode}_seed{seed}")
+            say(f"      {name}: {cfg.epochs} epochs -> {run}")
+            pc = pretrain_config(cfg, ptbxl.path, run, mode, verbose if progress is None else progress, seed)
+            runs[name] = _pretrain_run(pc, label, resume, say)
     return runs
+
+def _pretrain_run(pc: PretrainConfig, label: str, resume: bool, say) -> dict:
+    "Pretrain one run and summarise it."
+    s = pretrain(pc, resume=resume, overwrite=not resume)
+    last = {k: float(v) for k, v in s['last'].items() if k in ('loss', 'val_loss', 'val_top1', 'val_top5') and v not in ('', None)}
+    say(f"      {s['steps']} steps in {s['seconds']:.0f} s; last epoch: " + ', '.join(f"{k} {v:.3f}" for k, v in last.items()))
+    return dict(path=pc.out, mode=pc.mode, method=label, seed=pc.seed, steps=s['steps'], epochs=s['epochs_done'], seconds=s['seconds'],
+                train_records=s['train_records'], device=s['device'], last=last)
 
 # %% ../nbs/90_demo.ipynb #7fc051b7
 def evaluable(prepared: Prepared) -> str | None:
@@ -198,13 +213,21 @@ def zero_shot_evaluable(prepared: Prepared, split: str = 'test') -> str | None:
 
 def _summary(r: dict) -> dict:
     return dict(average=r['average'], accuracy=r['accuracy'], per_class={c: {k: v[k] for k in ('auc', 'acc', 'f1')} for c, v in r['per_class'].items()},
-                n=r['n'], absent=r.get('absent', {}))
+                n=r['n'], absent=r.get('absent', {}), **{k: r[k] for k in ('spread', 'pretrain_seeds') if k in r})
+
+def _pooled(results) -> dict:
+    "{label: result} with each method's results over its pretraining seeds pooled (`43_results`); the label names the prompts."
+    pooled = [pool_pretrain_seeds(g) for g in seed_groups(list(results))]
+    return {d['method'] + (', prompt ensemble' if d.get('ensemble') else ''): d for d in pooled}
+
+def _pm(s: dict) -> str: return f"{100 * s['mean']:.1f}" + (f" ± {100 * s['std']:.1f}" if 'std' in s and s.get('n', 1) > 1 else '')
 
 def demo_evaluate(cfg: DemoConfig, data: dict, runs: dict, out: Path, verbose: bool = True) -> dict:
-    "Linear probes of random init and every pretrained method, and zero-shot of those with a text side, on every dataset."
+    "Linear probes of random init and every pretrained method, and zero-shot (one prompt, and the prompt ensemble) of those with a text side, on every dataset; pooled over pretraining seeds."
     say, results = _say_for(verbose), {}
-    checkpoints = {'Random init': 'random', **{m: r['path'] for m, r in runs.items()}}
-    readers = ['Random init'] + [m for m, r in runs.items() if method_class(r['mode']).uses_reports]  # a text side: zero-shot can run
+    checkpoints = {run_name(cfg, 'Random init', s): dict(checkpoint='random', method='Random init', init_seed=s) for s in cfg.pretrain_seeds}
+    checkpoints |= {n: dict(checkpoint=r['path'], method=r['method']) for n, r in runs.items()}
+    readers = {n: c for n, c in checkpoints.items() if c['method'] == 'Random init' or method_class(runs[n]['mode']).uses_reports}  # a text side
     text = TextEncoder(cfg.text_model)
     for name, d in data.items():
         p, where, res = d['prepared'], Path(out) / 'eval' / name, {}
@@ -212,20 +235,21 @@ def demo_evaluate(cfg: DemoConfig, data: dict, runs: dict, out: Path, verbose: b
         if why_probe: say(f"      {name}: linear probes SKIPPED, {why_probe}")
         else:
             say(f"      {name}: linear probes of {', '.join(checkpoints)} at {', '.join(f'{f:.0%}' for f in cfg.fractions)} labels x {len(cfg.seeds)} seed(s)")
-            probes = compare_probes(checkpoints, p, where / 'probe', fractions=cfg.fractions, seeds=cfg.seeds, n_boot=cfg.n_boot,
-                                    device=cfg.device, init_seed=cfg.seed, verbose=False)
+            probes = _pooled(compare_probes(checkpoints, p, where / 'probe', fractions=cfg.fractions, seeds=cfg.seeds, n_boot=cfg.n_boot,
+                                            device=cfg.device, verbose=False).values())
             for m, r in probes.items():
-                say(f"        {m:>11s}: " + ', '.join(f"{float(k):.0%} {100 * s['macro_auc']['mean']:.1f}" for k, s in r['summary'].items()) + " macro AUC")
+                say(f"        {m:>11s}: " + ', '.join(f"{float(k):.0%} {_pm(s['macro_auc'])}" for k, s in r['summary'].items()) + " macro AUC")
             res['probe'] = {m: {k: dict(macro_auc=s['macro_auc'], macro_f1=s['macro_f1'], n_train=s['n_train']) for k, s in r['summary'].items()}
                             for m, r in probes.items()}
         if why_zero_shot: say(f"      {name}: zero-shot SKIPPED, {why_zero_shot}")
         else:
-            say(f"      {name}: zero-shot with prompts \"this ECG indicates {{disease}}\"")
-            zs = {m: zero_shot(checkpoints[m], p, where / 'zeroshot' / m.lower().replace(' ', '_'), text_encoder=text, n_boot=cfg.n_boot,
-                               device=cfg.device, method=m, init_seed=cfg.seed, verbose=False) for m in readers}
+            say(f"      {name}: zero-shot with prompts \"this ECG indicates {{disease}}\", and with the prompt ensemble")
+            zs = _pooled(zero_shot(c['checkpoint'], p, where / 'zeroshot' / (slug(n) + '_ensemble' * e), text_encoder=text, n_boot=cfg.n_boot,
+                                   device=cfg.device, method=c['method'], init_seed=c.get('init_seed', 0), ensemble=e, verbose=False)
+                         for n, c in readers.items() for e in (False, True))
             for m, r in zs.items():
                 a, over = r['average'], f" (over the {len(r['average_over'])} classes present)" if r['absent'] else ''
-                say(f"        {m:>11s}: average AUC {100 * a['auc']:.1f}, ACC {100 * a['acc']:.1f}, F1 {100 * a['f1']:.1f}{over}")
+                say(f"        {m:>11s}: average AUC {_pm(r.get('spread', {}).get('auc', dict(mean=a['auc'])))}, ACC {100 * a['acc']:.1f}, F1 {100 * a['f1']:.1f}{over}")
             res['zero_shot'] = {m: _summary(r) for m, r in zs.items()}
         if res: results[name] = dict(res, folder=str(where), **({'probe_skipped': why_probe} if why_probe else {}))
         else: results[name] = dict(skipped=f"{why_probe}; and {why_zero_shot}")
@@ -281,6 +305,7 @@ def _command(cfg: DemoConfig, out) -> str:
     for k in ('epochs', 'ptbxl_records', 'cpsc_records', 'fs', 'text', 'text_model', 'seed'):
         if getattr(cfg, k) != getattr(base, k): args.append(f"--{k} {getattr(cfg, k)}")
     if cfg.methods != base.methods: args.append(f"--methods {','.join(cfg.methods)}")
+    if cfg.pretrain_seeds != base.pretrain_seeds: args.append(f"--pretrain_seeds {','.join(map(str, cfg.pretrain_seeds))}")
     return 'etp_demo ' + ' '.join(args)
 
 def write_demo_report(cfg: DemoConfig, out: Path, data: dict, runs: dict, results: dict, checks: list, timing: dict) -> str:
@@ -310,8 +335,9 @@ def write_demo_report(cfg: DemoConfig, out: Path, data: dict, runs: dict, result
     name, caption = example_ecg_figure(data['ptbxl']['prepared'], out)
     parts += [f"![{caption}]({name})\n\n*{caption}*",
               "## Pretraining",
-              f"Every method ({', '.join(runs)}): ResNet18-1D, Adam (lr {paper.lr:g}, weight decay {paper.weight_decay:g}), batch {cfg.batch_size}, "
-              f"τ = {paper.temperature:g}, {cfg.epochs} epochs on the PTB-XL train split; validation on its val split. ETP's "
+              f"Every method ({', '.join(dict.fromkeys(r['method'] for r in runs.values()))}): ResNet18-1D, Adam (lr {paper.lr:g}, weight decay {paper.weight_decay:g}), batch {cfg.batch_size}, "
+              f"τ = {paper.temperature:g} (ETP's; each method's own τ in its config), {cfg.epochs} epochs on the PTB-XL train split, "
+              f"pretraining seed(s) {', '.join(map(str, cfg.pretrain_seeds))}; validation on its val split. ETP's "
               "retrieval: does a validation ECG find its own report among the distinct validation reports? SimCLR's: does "
               "one view find the other?",
               md_table(['method', 'train records', 'steps', 'last train loss', 'val loss', 'val top-1', 'val top-5', 'seconds'],
@@ -319,8 +345,8 @@ def write_demo_report(cfg: DemoConfig, out: Path, data: dict, runs: dict, result
                          f"{r['seconds']:.0f}"] for m, r in runs.items()])]
     for m, r in runs.items():
         if (Path(r['path']) / 'loss.png').exists():
-            shutil.copy(Path(r['path']) / 'loss.png', out / f"pretrain_{r['mode']}.png")
-            parts.append(f"![{m} pretraining curves](pretrain_{r['mode']}.png)")
+            shutil.copy(Path(r['path']) / 'loss.png', out / f"pretrain_{Path(r['path']).name}.png")
+            parts.append(f"![{m} pretraining curves](pretrain_{Path(r['path']).name}.png)")
     parts += [body.strip(), "## Reproduce", f"```bash\n{_command(cfg, out)}\n```",
               "Everything this run wrote is under this folder: `data/` (prepared arrays + manifests), `runs/` (checkpoints, "
               "metrics.csv, models), `eval/` (probe.json, zeroshot.json, saved label subsets), `metrics.json` (the numbers above)."]
@@ -369,6 +395,7 @@ def etp_demo(
     methods: str = None,  # pretraining methods compared with random init, e.g. 'simclr,etp' (the default), or 'all' (every method of etp_pretrain --help)
     fractions: str = None,  # label fractions of the linear probes, e.g. '0.01,0.1,1' (default: the preset's)
     seeds: str = None,  # probe seeds, e.g. '0,1,2' (default: the preset's)
+    pretrain_seeds: str = None,  # pretraining seeds, e.g. '0,1,2': every method (random init too) is trained once per seed, and the report gives mean ± std over them and ranks methods only where the intervals separate (default: 0, one run per method)
     resume: bool = False,  # continue an interrupted demo in OUT (same settings): reuse its data, resume its pretraining
     strict: bool = False,  # stop at the first unreadable record (default: report it in the manifest and go on)
     quiet: bool = False,  # no progress bars or stage lines (pretraining still prints a line per epoch), then the checks and the report's path
@@ -378,7 +405,8 @@ def etp_demo(
     "Run ETP end to end: prepare PTB-XL and CPSC2018 (synthetic by default, no network), pretrain ETP and SimCLR (or --methods), evaluate them and a random-init encoder by linear probing and zero-shot classification, and write report.md beside the paper's tables. An option shown without a default takes the preset's value."
     with command_errors('etp_demo'):  # bad input: exit 2; diverged pretraining: 3; interrupted: 130
         cfg = demo_config(preset, methods=methods and tuple(m.strip() for m in methods.split(',') if m.strip()),
-                          fractions=fractions and parse_numbers(fractions), seeds=seeds and parse_numbers(seeds, int), **settings)
+                          fractions=fractions and parse_numbers(fractions), seeds=seeds and parse_numbers(seeds, int),
+                          pretrain_seeds=pretrain_seeds and parse_numbers(pretrain_seeds, int), **settings)
         m = run_demo(cfg, out, resume, strict, verbose=not quiet, overwrite=overwrite)
     if quiet:
         for c in m['checks']: print(f"{'pass' if c['passed'] else 'FAIL'}: {c['check']}: {c['value']}")

@@ -225,7 +225,7 @@ def build_model(config: PretrainConfig, fs: int, text_encoder: TextEncoder | Non
     torch.manual_seed(config.seed)
     kind = method_class(config.mode)
     kw = dict(proj_dim=config.proj_dim, head=config.head or kind.head, temperature=config.temperature or kind.tau,
-              learnable_temperature=config.learnable_temperature, fs=int(fs), extra=dict(mode=config.mode))
+              learnable_temperature=config.learnable_temperature, fs=int(fs), extra=dict(mode=config.mode, seed=config.seed))
     conf = ETPConfig.for_text_encoder(text_encoder, **kw) if kind.uses_reports else ETPConfig(**kw)
     return ETPModel(conf)
 

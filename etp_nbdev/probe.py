@@ -249,7 +249,7 @@ def _linear_probe(checkpoint, prepared, tmp, out, task, fractions, seeds, settin
     if subsets is None and tmp is not None: subsets = tmp / 'subsets'
     ids = prepared.meta['id'].to_numpy(dtype=str)
     res = linear_probe_features(features, labels, prepared.classes, fractions, seeds, settings, ids[rows['train']], subsets, n_boot, verbose)
-    res = dict(format='etp_nbdev.probe/1', kind='linear_probe', method=method or ck.method, checkpoint=ck.source, model_config=ck.config,
+    res = dict(format='etp_nbdev.probe/1', kind='linear_probe', method=method or ck.method, pretrain_seed=ck.seed, checkpoint=ck.source, model_config=ck.config,
                data=data_info(prepared, task=task, n={s: len(r) for s, r in rows.items()}), task=task,
                subsets=None if shown_subsets is None else str(shown_subsets), **res)
     res['arrays'].update(ids_test=ids[rows['test']], features_test=features['test'].astype(np.float16))
@@ -275,7 +275,7 @@ def write_probe(result: dict, out) -> list[Path]:
     return [out / n for n in ('probe.json', 'probe_runs.csv', 'probe_per_class.csv', 'probe_arrays.npz')]
 
 def compare_probes(
-    checkpoints: dict,  # {method name: checkpoint}, e.g. {'Random init': 'random', 'SimCLR': 'runs/simclr', 'ETP': 'runs/etp'}
+    checkpoints: dict,  # {name: checkpoint}, e.g. {'Random init': 'random', 'ETP': 'runs/etp'}; a value may also be a dict of `linear_probe` arguments for that one, e.g. {'checkpoint': 'random', 'method': 'Random init', 'init_seed': 1}
     data,  # a prepared folder
     out,  # results go to out/<slug(name)>/, the shared subsets to out/subsets/
     **kwargs,  # passed on to `linear_probe` (task, fractions, seeds, settings, n_boot, device, ...)
@@ -283,7 +283,8 @@ def compare_probes(
     "Several checkpoints through one harness: the same records, saved subsets, classifier and settings."
     prepared = as_prepared(data)
     kwargs.setdefault('subsets', Path(out) / 'subsets')
-    return {name: linear_probe(ck, prepared, Path(out) / slug(name), method=name, **kwargs) for name, ck in checkpoints.items()}
+    own = lambda ck: ck if isinstance(ck, dict) else {'checkpoint': ck}
+    return {name: linear_probe(data=prepared, out=Path(out) / slug(name), **{'method': name, **kwargs, **own(ck)}) for name, ck in checkpoints.items()}
 
 # %% ../nbs/41_probe.ipynb #939a3971
 @call_parse

@@ -15,8 +15,9 @@ from .zeroshot import plot_similarity
 
 # %% auto #0
 __all__ = ['PAPER', 'PAPER_TABLE1', 'PAPER_TABLE2', 'PAPER_TABLE3', 'PAPER_ZERO_SHOT', 'CONTEXT', 'DATASET_NAMES', 'RESULT_FILES',
-           'NOT_BUILT', 'HOW', 'paper_dataset', 'load_results', 'load_arrays', 'pct', 'fmt_stat', 'fmt_triple',
-           'md_table', 'report_figures', 'make_report', 'report_markdown', 'etp_report']
+           'NOT_BUILT', 'HOW', 'paper_dataset', 'load_results', 'load_arrays', 'over_seeds', 'seed_groups',
+           'pool_pretrain_seeds', 'separated', 'ranking_text', 'pct', 'fmt_stat', 'fmt_triple', 'md_table',
+           'report_figures', 'make_report', 'report_markdown', 'etp_report']
 
 # %% ../nbs/43_results.ipynb #501b857d
 PAPER = 'Liu, Wan et al., ETP: Learning Transferable ECG Representations via ECG-Text Pre-training, ICASSP 2024'
@@ -53,7 +54,7 @@ def paper_dataset(classes) -> str | None:
 RESULT_FILES = ('probe.json', 'zeroshot.json')
 
 def load_results(paths) -> list[dict]:
-    "Every probe.json / zeroshot.json in `paths` (files or folders, searched recursively), with '_dir' and a unique 'label'."
+    "Every probe.json / zeroshot.json in `paths` (files or folders, searched recursively), pooled over pretraining seeds, with '_dir' and a unique 'label'."
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     files = []
     for p in map(Path, paths):
@@ -66,15 +67,17 @@ def load_results(paths) -> list[dict]:
     for f in files:
         d = json.loads(f.read_text())
         if d.get('kind') not in ('linear_probe', 'zero_shot'): raise ValueError(f"{f}: not a result of etp_probe or etp_zeroshot")
-        d['_dir'], d['label'] = str(f.parent), d['method']
+        d['_dir'] = str(f.parent)
         docs.append(d)
+    docs = [pool_pretrain_seeds(g) for g in seed_groups(docs)]
+    for d in docs: d['label'] = d['method'] + (', prompt ensemble' if d.get('ensemble') else '')
     rank = {'Random init': 0, 'SimCLR': 1, 'ETP': 3}  # the paper's order: baselines first
-    docs.sort(key=lambda d: (d['kind'] != 'linear_probe', rank.get(d['method'], 2), d['method'], d['_dir']))
+    docs.sort(key=lambda d: (d['kind'] != 'linear_probe', rank.get(d['method'], 2), d['method'], bool(d.get('ensemble')), d['_dir']))
     seen = {}
     for d in docs: seen.setdefault((d['kind'], d['label'], tuple(d['classes'])), []).append(d)
     for group in seen.values():
         if len(group) > 1:
-            for d in group: d['label'] = f"{d['method']} ({Path(d['_dir']).name})"
+            for d in group: d['label'] = f"{d['label']} ({Path(d['_dir']).name})"
     return docs
 
 def load_arrays(doc: dict) -> dict:
@@ -82,6 +85,76 @@ def load_arrays(doc: dict) -> dict:
     f = Path(doc['_dir']) / ('probe_arrays.npz' if doc['kind'] == 'linear_probe' else 'zeroshot_arrays.npz')
     if not f.exists(): return {}
     with np.load(f, allow_pickle=False) as z: return {k: z[k] for k in z.files}
+
+# %% ../nbs/43_results.ipynb #5885ced8
+def over_seeds(values) -> dict:
+    "Mean, sample std and 95% t-interval of the mean of per-pretraining-seed values (clipped to [0, 1], where AUC, ACC and F1 live); one value has no spread."
+    v = np.asarray(values, dtype=float)
+    out = dict(mean=float(v.mean()), n=len(v), values=v.tolist())
+    if len(v) > 1:
+        from scipy.stats import t
+        s = float(v.std(ddof=1))
+        half = float(t.ppf(0.975, len(v) - 1)) * s / np.sqrt(len(v))
+        out.update(std=s, ci95=[max(0.0, out['mean'] - half), min(1.0, out['mean'] + half)])
+    return out
+
+def _same_result(d: dict) -> tuple:
+    return (d['kind'], d['method'], d['data']['path'], tuple(d['classes']), d.get('task'), d.get('split'), bool(d.get('ensemble')),
+            json.dumps(d.get('prompts'), sort_keys=True), tuple(d.get('fractions') or ()))
+
+def seed_groups(docs: list) -> list[list]:
+    "The results grouped by everything but the pretraining seed, in order of first appearance; results without distinct known seeds stay alone."
+    groups = {}
+    for d in docs: groups.setdefault(_same_result(d), []).append(d)
+    out = []
+    for g in groups.values():
+        seeds = [d.get('pretrain_seed') for d in g]
+        out += [g] if None not in seeds and len(set(seeds)) == len(seeds) else [[d] for d in g]  # e.g. two runs of one seed with other settings
+    return out
+
+def _mean(xs) -> float | None: return None if any(x is None for x in xs) else float(np.mean(xs))
+
+def pool_pretrain_seeds(group: list) -> dict:
+    "One result from results that differ only in the pretraining seed: each value's mean over probe seeds, then `over_seeds`."
+    if len(group) == 1: return group[0]
+    seeds = [d.get('pretrain_seed') for d in group]
+    if None in seeds or len(set(seeds)) < len(seeds):
+        raise ValueError(f"{len(group)} {group[0]['kind'].replace('_', ' ')} results of {group[0]['method']} on the same data do not have distinct "
+                         f"pretraining seeds ({seeds}): " + ', '.join(d.get('_dir', '?') for d in group) + "; give each result its own method name")
+    first, d = group[0], {k: v for k, v in group[0].items() if k not in ('ci95', 'oracle_max_f1_threshold_chosen_on_test', 'arrays')}
+    d.update(pretrain_seeds=seeds, checkpoint=[g['checkpoint'] for g in group], members=[g.get('_dir') for g in group])
+    if first['kind'] == 'linear_probe':
+        d['summary'] = {}
+        for k in first['summary']:
+            s = [g['summary'][k] for g in group]
+            d['summary'][k] = dict({m: over_seeds([x[m]['mean'] for x in s]) for m in ('macro_auc', 'macro_f1')}, n_train=s[0]['n_train'],
+                                   per_class={c: {m: dict(mean=_mean([x['per_class'][c][m]['mean'] for x in s])) for m in ('auc', 'f1')}
+                                              for c in first['classes']})
+    else:
+        d['per_class'] = {c: dict(first['per_class'][c], **{m: _mean([g['per_class'][c][m] for g in group]) for m in ('auc', 'acc', 'f1')})
+                          for c in first['classes']}
+        d['average'] = {m: _mean([g['average'][m] for g in group]) for m in ('auc', 'acc', 'f1')}
+        d['spread'] = {m: over_seeds([g['average'][m] for g in group]) for m in ('auc', 'acc', 'f1')}
+        d['accuracy'] = _mean([g['accuracy'] for g in group])
+    return d
+
+def separated(stats: dict) -> list[tuple[str, str]]:
+    "Pairs (a, b) of methods whose 95% intervals over pretraining seeds do not overlap, a's above b's."
+    ok = {m: s for m, s in stats.items() if s and s.get('n', 1) > 1 and 'ci95' in s}
+    return [(a, b) for a in ok for b in ok if a != b and ok[a]['ci95'][0] > ok[b]['ci95'][1]]
+
+def ranking_text(stats: dict, what: str) -> str:
+    "What `stats` ({method: value over pretraining seeds}) rank, in words: only the pairs whose intervals separate."
+    single = [m for m, s in stats.items() if not s or s.get('n', 1) < 2]
+    if single:
+        return (f"*{what}: not ranked. {', '.join(single)} had one pretraining seed; an interval over probe seeds or test records "
+                f"does not cover pretraining's own spread (`etp_demo --pretrain_seeds 0,1,2`).*")
+    above = {}
+    for a, b in separated(stats): above.setdefault(a, []).append(b)
+    if not above: return f"*{what}: the intervals of all {len(stats)} methods overlap; this run ranks none of them.*"
+    pairs = '; '.join(f"{a} above {', '.join(bs)}" for a, bs in sorted(above.items(), key=lambda kv: -stats[kv[0]]['mean']))
+    n = len(stats) * (len(stats) - 1) // 2
+    return f"*{what}: {pairs} (intervals separate). The other {n - sum(map(len, above.values()))} of {n} pairs overlap: not ranked.*"
 
 # %% ../nbs/43_results.ipynb #19df32ad
 def pct(x) -> str: return '–' if x is None else f"{100 * x:.1f}"
@@ -108,16 +181,20 @@ def _probe_best(doc: dict) -> tuple[str, dict]:
     k = fraction_key(max(doc['fractions']))
     return k, doc['summary'][k]
 
+def _checkpoints(d: dict) -> str:
+    if 'pretrain_seeds' not in d: return f"`{d['checkpoint']}`"
+    return f"pretraining seeds {', '.join(map(str, d['pretrain_seeds']))}: " + ', '.join(f"`{c}`" for c in d['checkpoint'])
+
 def _inputs(docs) -> str:
     rows = []
     for d in docs:
         n = d['data']['n']
         n = '/'.join(str(n.get(s, '–')) for s in ('train', 'val', 'test')) if isinstance(n, dict) else f"{d['split']} {n}"
         rows.append([d['kind'].replace('_', ' '), d['label'], f"`{d['data']['path']}`", DATASET_NAMES.get(paper_dataset(d['classes']), d['data'].get('dataset')),
-                     n, f"`{d['checkpoint']}`"])
+                     n, _checkpoints(d)])
     return md_table(['kind', 'method', 'data', 'classes of', 'records (train/val/test)', 'checkpoint'], rows)
 
-NOT_BUILT = {'ASTCL': 'not built yet'}  # Table 1 methods without a pretraining method here
+NOT_BUILT = {'ASTCL': 'not reproduced (see the astcl page)'}  # Table 1 methods without a pretraining method here, and why
 
 def _table1(probes) -> str:
     ours = {}
@@ -131,13 +208,34 @@ def _table1(probes) -> str:
         if m in ours: rows.append(mine(m, ours[m]))
         elif m in NOT_BUILT: rows.append([m, f'ours: {NOT_BUILT[m]}', '–', '–', '–', '–'])
     rows += [mine(m, v) for m, v in ours.items() if m not in PAPER_TABLE1]
-    return md_table(['method', 'source', 'PTB-XL AUC', 'PTB-XL F1', 'CPSC2018 AUC', 'CPSC2018 F1'], rows)
+    table = md_table(['method', 'source', 'PTB-XL AUC', 'PTB-XL F1', 'CPSC2018 AUC', 'CPSC2018 F1'], rows)
+    ranks = [ranking_text({m: v[ds]['macro_auc'] for m, v in ours.items() if ds in v}, f"{DATASET_NAMES[ds]} macro AUC")
+             for ds in ('ptbxl', 'cpsc2018') if sum(ds in v for v in ours.values()) > 1]
+    return '\n\n'.join([table, *ranks])
+
+def _spread_text(docs) -> str:
+    "What the ± and the interval of a result mean: over pretraining seeds if it was pooled, else over probe seeds and test records."
+    pooled = [d for d in docs if 'pretrain_seeds' in d]
+    over_probe = "mean ± std over probe seeds [percentile bootstrap 95% interval of their mean over the test records]"
+    if not pooled: return f"Ours: {over_probe}; one pretraining seed per method."
+    n = sorted({len(d['pretrain_seeds']) for d in pooled})
+    text = (f"Ours: mean ± std over {' or '.join(map(str, n))} pretraining seeds [95% t-interval of that mean], each pretraining "
+            f"seed's value being the mean over its probe seeds")
+    return text + (f"; rows of one pretraining seed: {over_probe}." if len(pooled) < len(docs) else '.')
 
 def _label_efficiency(probes) -> str:
     fr = sorted({f for d in probes for f in d['fractions']})
     rows = [[d['label'], DATASET_NAMES.get(paper_dataset(d['classes']), d['data'].get('dataset')), d['task'], m.split('_')[1].upper(),
              *[fmt_stat(d['summary'].get(fraction_key(f), {}).get(m)) for f in fr]] for d in probes for m in ('macro_auc', 'macro_f1')]
-    return md_table(['method', 'data', 'task', 'metric', *[f"{f:.0%} labels" for f in fr]], rows)
+    ranks = [ranking_text({d['label']: d['summary'].get(fraction_key(f), {}).get('macro_auc') for d in ds}, f"{name}, {f:.0%} labels, macro AUC")
+             for (name, task), ds in _by_data(probes).items() if len(ds) > 1 for f in fr]
+    return '\n\n'.join([md_table(['method', 'data', 'task', 'metric', *[f"{f:.0%} labels" for f in fr]], rows), *ranks])
+
+def _by_data(docs) -> dict:
+    "{(data name, task or split): results on it}"
+    out = {}
+    for d in docs: out.setdefault((DATASET_NAMES.get(paper_dataset(d['classes']), d['data'].get('dataset')), d.get('task', d.get('split'))), []).append(d)
+    return out
 
 def _per_class_probe(probes) -> str:
     out = []
@@ -162,8 +260,12 @@ def _zero_shot_tables(zs) -> str:
             rows.append(['95% CI of the average', *['–' for _ in paper],
                          *[' / '.join(f"[{pct(d['ci95']['average'][k][0])}, {pct(d['ci95']['average'][k][1])}]" for k in ('auc', 'acc', 'f1'))
                            if 'ci95' in d else '–' for d in ds]])
+        if any('spread' in d for d in ds):
+            rows.append(['average AUC over pretraining seeds', *['–' for _ in paper], *[fmt_stat(d['spread']['auc']) if 'spread' in d else '–' for d in ds]])
         title = {'ptbxl': 'PTB-XL (paper Table 2)', 'cpsc2018': 'CPSC2018 (paper Table 3)'}.get(key, f"classes {', '.join(classes)}")
-        out.append(f"### {title}\n\nEach cell: AUC / ACC / F1 (%).\n\n" + md_table(header, rows))
+        out.append(f"### {title}\n\nEach cell: AUC / ACC / F1 (%), the mean over pretraining seeds where there are several. "
+                   "A method's one-prompt column is the paper's protocol; its prompt-ensemble column goes beyond it.\n\n" + md_table(header, rows))
+        out.append(ranking_text({d['label']: d.get('spread', {}).get('auc', dict(mean=d['average']['auc'])) for d in ds}, f"{title}, average AUC"))
         oracle = [d for d in ds if 'oracle_max_f1_threshold_chosen_on_test' in d]
         if oracle:
             out.append("#### ORACLE, not a valid estimate: max F1 with each threshold chosen on the test labels\n\n"
@@ -183,8 +285,8 @@ def report_figures(doc: dict, out, tsne_points: int = 1500) -> list[tuple[str, s
     "Draw the PNG figures of one result into `out`; returns their captions and file names."
     out, a = Path(out), load_arrays(doc)
     if not a: return []
-    classes, label = list(doc['classes']), doc['label']
-    tag = f"{slug(label)}_{paper_dataset(classes) or slug('_'.join(classes))[:30]}"
+    classes, label = list(doc['classes']), doc['label'] + (f", pretraining seed {doc['pretrain_seeds'][0]}" if 'pretrain_seeds' in doc else '')
+    tag = f"{slug(doc['label'])}_{paper_dataset(classes) or slug('_'.join(classes))[:30]}"
     figs = []
     if doc['kind'] == 'linear_probe':
         k, seed = fraction_key(max(doc['fractions'])), doc['seeds'][0]
@@ -221,11 +323,16 @@ HOW = """\
   training, by code that makes no choice. Label fractions are stratified, seeded subsets of the training split, saved
   as record ids (`subsets/`), shared by all methods. Mean ± std over seeds; [95% CI]: percentile bootstrap of the
   seed-mean over the test records (resampled within each class).
+- **Several pretraining seeds**: a method pretrained with seeds j = 1..J is one row. Each seed's value is the mean
+  over its probe seeds; the row gives the mean ± std over the J pretraining seeds and [the 95% Student t interval of
+  that mean]. Methods are ranked only where these intervals do not overlap; one pretraining seed ranks nothing.
 - **Macro AUC**: the mean over classes of the one-vs-rest AUC of the classifier's softmax scores. **Macro F1**: the
   mean over classes of the binary F1 of the argmax prediction.
 - **Zero-shot**: prompt "this ECG indicates {disease name}" per class (see `prompts` in zeroshot.json), class
   embeddings from the frozen text model and the text head, cosine similarity with the ECG embeddings, prediction by
-  argmax. Per class: AUC from the softmax over the class similarities (temperature τ of the model), ACC and F1 of the
+  argmax. With the prompt ensemble (beyond the paper), each class has several phrasings, its name and the
+  descriptions of its SCP-ECG statements in PTB-XL's scp_statements.csv, whose normalised embeddings are averaged.
+  Per class: AUC from the softmax over the class similarities (temperature τ of the model), ACC and F1 of the
   binary one-vs-rest decision of the argmax; the average row is their mean. ACC of a rarely predicted rare class is
   high by construction: read it beside F1.
 - Only single-label records are evaluated, as in the paper (unless a probe's task says multi)."""
@@ -271,7 +378,7 @@ def report_markdown(
              "## Inputs", _inputs(docs)]
     if probes:
         parts += ["## Linear evaluation (paper Table 1)",
-                  "Ours: 100% of the training labels (single-label task), mean ± std over seeds [bootstrap 95% CI of the mean].",
+                  f"100% of the training labels (single-label task). {_spread_text(probes)}",
                   _table1(probes) if any(paper_dataset(d['classes']) for d in probes) else '*No result on PTB-XL or CPSC2018 classes.*',
                   "### Label efficiency", f"Macro AUC and macro F1 with {_fractions_text(probes)} of the training labels.", _label_efficiency(probes), CONTEXT,
                   "### Per class", "AUC / F1 at the largest label fraction, mean over seeds.", _per_class_probe(probes)]

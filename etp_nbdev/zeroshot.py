@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from fastcore.script import call_parse
-from .core import CPSC_CLASS_NAMES, PTBXL_SUPERCLASS_NAMES, OutputFolder, check_output_target, command_errors
+from .core import CPSC_CLASS_NAMES, PTBXL_SUPERCLASSES, PTBXL_SUPERCLASS_NAMES, OutputFolder, check_output_target, command_errors
 from .metrics import argmax_decisions, best_f1_threshold, bootstrap_ci, evaluate_scores
 from .model import ETPConfig, load_config
 from .checkpoint import RANDOM, Checkpoint, CheckpointError, embed_records, freeze, load_checkpoint, pick_device, seeded_model, text_encoder_for
@@ -19,41 +19,67 @@ from .prepare import Prepared, as_prepared, data_info, split_labels
 from .losses import TAU
 
 # %% auto #0
-__all__ = ['PROMPT_TEMPLATE', 'CLASS_NAMES', 'SYNONYMS', 'class_prompts', 'class_embeddings', 'zero_shot_scores',
-           'zero_shot_metrics', 'OneHotText', 'aligned_model', 'zero_shot', 'format_zero_shot', 'write_zero_shot',
-           'plot_similarity', 'etp_zeroshot']
+__all__ = ['PROMPT_TEMPLATE', 'CLASS_NAMES', 'CPSC_STATEMENTS', 'ENSEMBLE', 'statement_phrasings', 'class_prompts',
+           'class_embeddings', 'zero_shot_scores', 'zero_shot_metrics', 'OneHotText', 'aligned_model', 'zero_shot',
+           'format_zero_shot', 'write_zero_shot', 'plot_similarity', 'etp_zeroshot']
 
 # %% ../nbs/42_zeroshot.ipynb #ba888c8e
 PROMPT_TEMPLATE = 'this ECG indicates {name}'
 CLASS_NAMES = {**PTBXL_SUPERCLASS_NAMES, **CPSC_CLASS_NAMES}  # class code -> disease name used in the prompt
-SYNONYMS = {  # an optional prompt ensemble: several phrasings per class (the first is CLASS_NAMES')
-    'NORM': ['normal ECG', 'normal electrocardiogram', 'sinus rhythm with no abnormality'],
-    'MI': ['myocardial infarction', 'old myocardial infarction', 'pathological Q waves of an infarction'],
-    'STTC': ['ST/T change', 'ST segment and T wave abnormality', 'ischemic ST-T changes'],
-    'CD': ['conduction disturbance', 'bundle branch block', 'atrioventricular or fascicular block'],
-    'HYP': ['hypertrophy', 'left ventricular hypertrophy', 'ventricular hypertrophy or atrial enlargement'],
-    'Normal': ['normal', 'normal ECG', 'normal sinus rhythm'],
-    'AF': ['atrial fibrillation', 'irregularly irregular rhythm without P waves', 'atrial fibrillation with absent P waves'],
-    'I-AVB': ['first-degree atrioventricular block', 'first degree AV block', 'prolonged PR interval'],
-    'LBBB': ['left bundle branch block', 'complete left bundle branch block', 'wide QRS with left bundle branch block'],
-    'RBBB': ['right bundle branch block', 'complete right bundle branch block', 'RSR prime in V1, right bundle branch block'],
-    'PAC': ['premature atrial contraction', 'atrial premature beats', 'supraventricular extrasystoles'],
-    'PVC': ['premature ventricular contraction', 'ventricular premature beats', 'ventricular extrasystoles'],
-    'STD': ['ST-segment depression', 'ST depression', 'depressed ST segments'],
-    'STE': ['ST-segment elevation', 'ST elevation', 'elevated ST segments'],
+CPSC_STATEMENTS = {'Normal': 'NORM', 'AF': 'AFIB', 'I-AVB': '1AVB', 'LBBB': 'CLBBB', 'RBBB': 'CRBBB', 'PAC': 'PAC', 'PVC': 'PVC',
+                   'STD': 'STD_', 'STE': 'STE_'}  # CPSC2018 class -> the SCP-ECG statement of the same finding
+
+def statement_phrasings(
+    statements,  # PTB-XL's scp_statements.csv: a path, or the table `pd.read_csv(path, index_col=0)` gives
+    classes=None,  # class codes (default: every class of CLASS_NAMES)
+) -> dict:  # class -> [its CLASS_NAMES name, then the description of each of its SCP-ECG statements]
+    "Each class's phrasings from the SCP-ECG statement descriptions: a PTB-XL superclass's diagnostic statements, a CPSC2018 class's `CPSC_STATEMENTS` statement."
+    df = statements if isinstance(statements, pd.DataFrame) else pd.read_csv(statements, index_col=0)
+    out = {}
+    for c in classes or CLASS_NAMES:
+        codes = list(df.index[(df['diagnostic'] == 1) & (df['diagnostic_class'] == c)]) if c in PTBXL_SUPERCLASSES else [CPSC_STATEMENTS[c]]
+        out[c] = list(dict.fromkeys([CLASS_NAMES[c], *df.loc[codes, 'description']]))  # in the file's order, without repeats
+    return out
+
+ENSEMBLE = {  # statement_phrasings('ptb-xl/scp_statements.csv'): the optional prompt ensemble, derived, not hand-written
+    'NORM': ['normal ECG'],
+    'MI': ['myocardial infarction', 'inferior myocardial infarction', 'anteroseptal myocardial infarction', 'inferolateral myocardial infarction',
+           'anterior myocardial infarction', 'anterolateral myocardial infarction', 'subendocardial injury in anteroseptal leads',
+           'lateral myocardial infarction', 'subendocardial injury in anterolateral leads', 'inferoposterolateral myocardial infarction',
+           'inferoposterior myocardial infarction', 'subendocardial injury in inferior leads', 'subendocardial injury in lateral leads',
+           'posterior myocardial infarction', 'subendocardial injury in inferolateral leads'],
+    'STTC': ['ST/T change', 'non-diagnostic T abnormalities', 'non-specific ST changes', 'digitalis-effect', 'long QT-interval',
+             'non-specific ischemic', 'ischemic in anterolateral leads', 'ischemic in inferior leads', 'ischemic in inferolateral leads',
+             'ischemic in anteroseptal leads', 'ischemic in lateral leads', 'ST-T changes compatible with ventricular aneurysm',
+             'electrolytic disturbance or drug (former EDIS)', 'ischemic in anterior leads'],
+    'CD': ['conduction disturbance', 'left anterior fascicular block', 'incomplete right bundle branch block', 'first degree AV block',
+           'non-specific intraventricular conduction disturbance (block)', 'complete right bundle branch block',
+           'complete left bundle branch block', 'left posterior fascicular block', 'Wolf-Parkinson-White syndrome',
+           'incomplete left bundle branch block', 'third degree AV block', 'second degree AV block'],
+    'HYP': ['hypertrophy', 'left ventricular hypertrophy', 'left atrial overload/enlargement', 'right ventricular hypertrophy',
+            'right atrial overload/enlargement', 'septal hypertrophy'],
+    'Normal': ['normal', 'normal ECG'],
+    'AF': ['atrial fibrillation'],
+    'I-AVB': ['first-degree atrioventricular block', 'first degree AV block'],
+    'LBBB': ['left bundle branch block', 'complete left bundle branch block'],
+    'RBBB': ['right bundle branch block', 'complete right bundle branch block'],
+    'PAC': ['premature atrial contraction', 'atrial premature complex'],
+    'PVC': ['premature ventricular contraction', 'ventricular premature complex'],
+    'STD': ['ST-segment depression', 'non-specific ST depression'],
+    'STE': ['ST-segment elevation', 'non-specific ST elevation'],
 }
 
 def class_prompts(
     classes,  # class codes, e.g. ('NORM', 'MI', ...)
-    names: dict | None = None,  # class -> disease name, or list of names (an ensemble); default CLASS_NAMES (SYNONYMS if ensemble)
+    names: dict | None = None,  # class -> disease name, or list of names (an ensemble); default CLASS_NAMES (ENSEMBLE if ensemble)
     template: str = PROMPT_TEMPLATE,  # must contain {name}
-    ensemble: bool = False,  # use SYNONYMS for classes whose name is not given
+    ensemble: bool = False,  # use ENSEMBLE for classes whose name is not given
 ) -> dict:  # class -> list of prompts
     "The prompt(s) of every class; a clear error for a class that has none."
     if '{name}' not in template: raise ValueError(f"the prompt template must contain {{name}}, got {template!r}")
     names, out, missing = names or {}, {}, []
     for c in classes:
-        n = names.get(c, SYNONYMS.get(c) if ensemble else CLASS_NAMES.get(c))
+        n = names.get(c, ENSEMBLE.get(c) if ensemble else CLASS_NAMES.get(c))
         n = [n] if isinstance(n, str) else list(n or [])
         if not n or not all(isinstance(v, str) and v.strip() for v in n): missing.append(c); continue
         out[c] = [template.format(name=v.strip()) for v in n]
@@ -151,7 +177,7 @@ def zero_shot(
     out=None,  # folder for the result files (None: nothing written)
     split: str = 'test',  # the split to classify
     names: dict | None = None,  # class -> disease name(s) for the prompts (default CLASS_NAMES)
-    ensemble: bool = False,  # prompt ensemble from SYNONYMS
+    ensemble: bool = False,  # the prompt ensemble ENSEMBLE (SCP-ECG statement descriptions) instead of one name per class
     template: str = PROMPT_TEMPLATE,
     text_encoder=None,  # a TextEncoder (default: the checkpoint's own text model, or MiniLM for 'random')
     text_model: str | None = None,  # name or folder of the text model, if not the checkpoint's (must be the same weights)
@@ -189,7 +215,7 @@ def zero_shot(
     sims, probs = zero_shot_scores(ecg_emb, class_emb, tau)
     res = zero_shot_metrics(y, sims, classes, tau, n_boot, oracle)
     ids = prepared.meta['id'].to_numpy(dtype=str)[rows]
-    res = dict(format='etp_nbdev.zeroshot/1', kind='zero_shot', method=method or ck.method, checkpoint=ck.source, model_config=ck.config,
+    res = dict(format='etp_nbdev.zeroshot/1', kind='zero_shot', method=method or ck.method, pretrain_seed=ck.seed, checkpoint=ck.source, model_config=ck.config,
                data=data_info(prepared, split=split, n=len(rows)),
                split=split, classes=classes, prompts=prompts, template=template, ensemble=ensemble, text_model=text_encoder.name,
                text_model_id=getattr(text_encoder, 'model_id', None), **res, timing=dict(total_s=round(time.time() - t0, 2)),
@@ -258,7 +284,7 @@ def etp_zeroshot(
     out: str = 'zeroshot_out',  # output folder: zeroshot.json, zeroshot_per_class.csv, zeroshot_arrays.npz
     split: str = 'test',  # which split to classify: train, val or test
     names: str = None,  # JSON file {class: "disease name"} or {class: ["name", ...]} overriding the built-in names
-    ensemble: bool = False,  # average the embeddings of several phrasings per class (built-in synonyms), as CLIP's prompt ensembles
+    ensemble: bool = False,  # average several phrasings per class, as CLIP's prompt ensembles: the class name and its SCP-ECG statement descriptions (beyond the paper)
     template: str = PROMPT_TEMPLATE,  # the prompt, with {name} where the disease name goes
     text_model: str = None,  # the text model (name or folder), if not found under the name in the checkpoint; must be the same weights
     temperature: float = None,  # τ of the softmax that gives the AUC scores (default: the model's, 0.07)

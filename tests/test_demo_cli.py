@@ -34,6 +34,7 @@ def test_tiny_demo_runs_every_stage_and_writes_a_report(tiny):
     assert set(m['evaluation']) == {'ptbxl', 'cpsc2018'} and m['pretrain']['ETP']['epochs'] == m['pretrain']['SimCLR']['epochs'] == 3
     report = (out / 'report.md').read_text()
     for section in ('## Checks', '## Data', '## Pretraining', '## Linear evaluation (paper Table 1)', '### PTB-XL (paper Table 2)',
+                    '**ETP, prompt ensemble** (ours)', 'not ranked',
                     '### CPSC2018 (paper Table 3)', '## Figures', '## Reproduce', 'etp_demo --out'):
         assert section in report, section
     images = re.findall(r'!\[[^\]]*\]\(([^)]+)\)', report)
@@ -42,6 +43,9 @@ def test_tiny_demo_runs_every_stage_and_writes_a_report(tiny):
     for ds in ('ptbxl', 'cpsc2018'):
         zs = json.loads((out / 'eval' / ds / 'zeroshot' / 'etp' / 'zeroshot.json').read_text())
         assert m['evaluation'][ds]['zero_shot']['ETP']['average'] == zs['average']
+        ens = json.loads((out / 'eval' / ds / 'zeroshot' / 'etp_ensemble' / 'zeroshot.json').read_text())  # beside it: the prompt ensemble
+        assert ens['ensemble'] and m['evaluation'][ds]['zero_shot']['ETP, prompt ensemble']['average'] == ens['average']
+        assert max(map(len, ens['prompts'].values())) > 1 and all(len(p) == 1 for p in zs['prompts'].values())
         probe = json.loads((out / 'eval' / ds / 'probe' / 'etp' / 'probe.json').read_text())
         assert m['evaluation'][ds]['probe']['ETP']['1']['macro_auc'] == probe['summary']['1']['macro_auc']
         assert f"{100 * probe['summary']['1']['macro_auc']['mean']:.1f} ± " in report
@@ -58,7 +62,7 @@ def test_tiny_demo_runs_every_stage_and_writes_a_report(tiny):
 def test_resume_reuses_the_run_and_refuses_other_settings(tiny):
     out, first = tiny
     before = json.loads((out / 'metrics.json').read_text())
-    r = demo('--preset', 'tiny', '--out', out, '--resume')
+    r = demo('--preset', 'tiny', '--out', out, '--resume', '--tsne_points', 0)  # t-SNE maps may change on resume: none, to save time
     assert r.returncode == 0, r.stderr[-3000:]
     assert 'reusing' in r.stdout and 'generating' not in r.stdout
     after = json.loads((out / 'metrics.json').read_text())
@@ -70,7 +74,7 @@ def test_resume_reuses_the_run_and_refuses_other_settings(tiny):
 
 def test_real_ptbxl_and_a_cpsc_subset_too_small_to_evaluate(shared_data, tmp_path):
     out = tmp_path / 'real'
-    r = demo('--preset', 'tiny', '--ptbxl', shared_data / 'ptbxl', '--cpsc', shared_data / 'cpsc2018', '--out', out, '--epochs', 1)
+    r = demo('--preset', 'tiny', '--ptbxl', shared_data / 'ptbxl', '--cpsc', shared_data / 'cpsc2018', '--out', out, '--epochs', 1, '--methods', 'etp')
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     m = json.loads((out / 'metrics.json').read_text())
     cp = m['evaluation']['cpsc2018']

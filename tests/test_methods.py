@@ -37,7 +37,7 @@ def test_a_tiny_run_improves_its_own_validation_metric(prepared, tmp_path, mode)
         assert (m[m.kind == 'step'].collapse_std > 0).all() and ep.val_collapse_std.notna().all()
 
 
-@pytest.mark.parametrize('mode', NEW)
+@pytest.mark.parametrize('mode', [m for m in NEW if m != 'byol'])  # BYOL resumes after kill -9 in test_pretrain.py, its EMA target checked there
 def test_resume_is_bit_exact_with_the_method_state(prepared, tmp_path, mode):
     "Stopped after 5 steps (mid-epoch 2), then resumed: weights, predictor and EMA target equal an uninterrupted run's, bit for bit."
     from etp_nbdev.pretrain import PretrainConfig, pretrain
@@ -48,7 +48,7 @@ def test_resume_is_bit_exact_with_the_method_state(prepared, tmp_path, mode):
     pretrain(PretrainConfig(out=str(tmp_path / 'resumed'), **common), resume=True)
     a, b = (torch.load(tmp_path / d / 'checkpoint.pt', weights_only=False) for d in ('ref', 'resumed'))
     assert a['step'] == b['step'] and a['method'].keys() == b['method'].keys()
-    assert (len(a['method']) > 0) == (mode in ('byol', 'simsiam', 'cpc', 'tstcc'))  # a predictor, BYOL's target, CPC's GRU, TS-TCC's transformer: the method's own state
+    assert (len(a['method']) > 0) == (mode in ('simsiam', 'cpc', 'tstcc'))  # a predictor, CPC's GRU, TS-TCC's transformer: the method's own state
     for part in ('model', 'method'):
         for k in a[part]: assert torch.equal(a[part][k], b[part][k]), (part, k)
 

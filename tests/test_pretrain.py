@@ -94,14 +94,15 @@ def _wait_for_step(proc, metrics: Path, step: int, timeout=120):
     raise AssertionError(f"step {step} not reached in {timeout} s")
 
 
-def test_interrupted_runs_resume_to_the_same_weights(prepared, text_cache, tmp_path):
-    "kill -9 and SIGTERM mid-epoch, then --resume: the final weights equal an uninterrupted run's, bit for bit."
-    common = ['--epochs', 3, '--batch_size', 16, '--save_every', 3, '--text_cache', text_cache, '--no_progress']
+@pytest.mark.parametrize('mode, signals', [('etp', ('kill', 'term')), ('byol', ('kill',))])
+def test_interrupted_runs_resume_to_the_same_weights(prepared, text_cache, tmp_path, mode, signals):
+    "kill -9 (and SIGTERM) mid-epoch, then --resume: the final weights equal an uninterrupted run's, bit for bit; BYOL's EMA target and momentum too."
+    common = ['--mode', mode, '--epochs', 3, '--batch_size', 16, '--save_every', 3, '--text_cache', text_cache, '--no_progress']
     per_epoch = n_train(prepared) // 16
     assert per_epoch >= 6
     run(prepared, '--out', tmp_path / 'ref', *common)
     reference = weights(tmp_path / 'ref')
-    for how in ('kill', 'term'):
+    for how in signals:
         out = tmp_path / how
         p = subprocess.Popen([str(BIN / 'etp_pretrain'), str(prepared), '--out', str(out), *map(str, common)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
@@ -120,6 +121,9 @@ def test_interrupted_runs_resume_to_the_same_weights(prepared, text_cache, tmp_p
         assert same_weights(weights(out), reference), how
         steps = pd.read_csv(out / 'metrics.csv').query("kind == 'step'").step
         assert list(steps) == list(range(1, 3 * per_epoch + 1)), how  # every step once, none twice
+        a, b = (torch.load(d / 'checkpoint.pt', weights_only=False)['method'] for d in (tmp_path / 'ref', out))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), how  # the method's own state: BYOL's target network
+        assert (len(a) > 0) == (mode == 'byol')
 
 
 def test_torchrun_two_processes_gloo(prepared, text_cache, tmp_path):

@@ -11,7 +11,7 @@ from etp_nbdev.checkpoint import CheckpointError, seeded_model
 from etp_nbdev.probe import make_toy_prepared
 from etp_nbdev.prepare import write_prepared
 from etp_nbdev.text import TextEncoder, make_tiny_bert
-from etp_nbdev.zeroshot import aligned_model, class_prompts, etp_zeroshot, zero_shot, zero_shot_metrics
+from etp_nbdev.zeroshot import ENSEMBLE, aligned_model, class_prompts, etp_zeroshot, zero_shot, zero_shot_metrics
 
 CLASSES = ['NORM', 'MI', 'STTC', 'CD', 'HYP']
 
@@ -91,7 +91,7 @@ def test_prompt_ensembles_and_own_names(tiny):
     res = zero_shot(tmp / 'run', data, names=names, text_encoder=te, n_boot=0, verbose=False)
     assert res['prompts']['NORM'] == ['this ECG indicates normal ECG', 'this ECG indicates sinus rhythm']
     res = zero_shot(tmp / 'run', data, ensemble=True, text_encoder=te, n_boot=0, verbose=False)
-    assert all(len(p) == 3 for p in res['prompts'].values())
+    assert {c: [q.removeprefix('this ECG indicates ') for q in p] for c, p in res['prompts'].items()} == {c: ENSEMBLE[c] for c in res['classes']}
 
 
 def test_bad_input_gives_clear_errors(tiny, aligned, tmp_path):
