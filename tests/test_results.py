@@ -79,3 +79,23 @@ def test_nothing_to_report_is_a_clear_error(tmp_path):
     assert not (tmp_path / 'o').exists()
     (tmp_path / 'probe.json').write_text(json.dumps({'kind': 'something else'}))
     with pytest.raises(ValueError, match='not a result of etp_probe or etp_zeroshot'): load_results(tmp_path)
+
+
+def test_several_pretraining_seeds_are_pooled_and_ranked_only_where_intervals_separate(results, tmp_path):
+    "Random init drawn with three seeds is one method: one row, mean ± std over the seeds, a t-interval, and no ranking claimed without separation."
+    data = results / 'data'
+    compare_probes({f'random {s}': dict(checkpoint='random', method='Random init', init_seed=s) for s in (0, 1, 2)}, data, tmp_path / 'seeds',
+                   fractions=(1.0,), seeds=(0, 1), n_boot=0, device='cpu', verbose=False)
+    docs = load_results(tmp_path / 'seeds')
+    assert [(d['label'], d['pretrain_seeds']) for d in docs] == [('Random init', [0, 1, 2])]
+    per_seed = [np.mean([r['test']['macro_auc'] for r in json.loads((tmp_path / 'seeds' / f'random_{s}' / 'probe.json').read_text())['runs']])
+                for s in (0, 1, 2)]
+    pooled = docs[0]['summary']['1']['macro_auc']
+    assert np.isclose(pooled['mean'], np.mean(per_seed)) and np.isclose(pooled['std'], np.std(per_seed, ddof=1)) and pooled['n'] == 3
+    assert pooled['ci95'][0] <= pooled['mean'] <= pooled['ci95'][1]
+    r = subprocess.run(['etp_report', str(tmp_path / 'seeds'), str(results / 'res' / 'probe'), '--out', str(tmp_path / 'rep'), '--no_plots'],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    md = (tmp_path / 'rep' / 'report.md').read_text()
+    assert 'mean ± std over 3 pretraining seeds [95% t-interval of that mean]' in md and 'pretraining seeds 0, 1, 2:' in md
+    assert 'not ranked' in md  # the other two results had one pretraining seed each: nothing is ranked against them
