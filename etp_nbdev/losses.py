@@ -13,8 +13,8 @@ import torch.nn.functional as F
 
 # %% auto #0
 __all__ = ['TAU', 'DUPLICATE_MODES', 'cross_entropy', 'check_temperature', 'check_embeddings', 'similarity_logits', 'text_ids_of',
-           'distributed_world', 'gather_with_grad', 'clip_loss_of_rows', 'clip_loss', 'LogitScale', 'nt_xent_loss',
-           'nt_xent_of_rows']
+           'distributed_world', 'gather_with_grad', 'clip_loss_of_rows', 'clip_loss', 'nt_xent_loss', 'nt_xent_of_rows',
+           'LogitScale']
 
 # %% ../nbs/20_losses.ipynb #106894d2
 TAU = 0.07  # the paper's softmax temperature τ (σ₁ for the CLIP loss, σ₂ for NT-Xent)
@@ -178,31 +178,6 @@ def clip_loss(
     else: all_ecg, all_text, start, all_ids = ecg_emb, text_emb, 0, ids
     return clip_loss_of_rows(ecg_emb, text_emb, all_ecg, all_text, start, temperature, ids, all_ids, duplicates)
 
-# %% ../nbs/20_losses.ipynb #7f9073f3
-class LogitScale(nn.Module):
-    "The inverse temperature $1/\\tau$ of a contrastive loss, stored as $\\log(1/\\tau)$: fixed (ETP) or learnable (CLIP), clamped to [1, `max_scale`]."
-    def __init__(self,
-                 temperature: float = TAU,  # initial τ
-                 learnable: bool = False,  # learn τ (CLIP) instead of fixing it (ETP paper)
-                 max_scale: float = 100.0):  # upper clamp of 1/τ, as in CLIP
-        super().__init__()
-        check_temperature(temperature)
-        if not (1 <= 1 / temperature <= max_scale):
-            raise ValueError(f"1/temperature = {1 / temperature:.3g} must lie in [1, max_scale={max_scale}]")
-        log_scale = torch.tensor(math.log(1 / temperature))
-        if learnable: self.log_scale = nn.Parameter(log_scale)
-        else: self.register_buffer('log_scale', log_scale)
-        self.max_log_scale = math.log(max_scale)
-
-    def forward(self) -> torch.Tensor:
-        "The current $1/\\tau$, a 0-d tensor (differentiable when learnable)."
-        return self.log_scale.clamp(0.0, self.max_log_scale).exp()
-
-    @property
-    def temperature(self) -> float: return 1 / float(self().detach())
-
-    def extra_repr(self): return f"temperature={self.temperature:.4g}, learnable={isinstance(self.log_scale, nn.Parameter)}"
-
 # %% ../nbs/20_losses.ipynb #4500e02c
 def nt_xent_loss(
     z1: torch.Tensor,  # [K, d] embeddings of the first view of each ECG
@@ -234,3 +209,28 @@ def nt_xent_of_rows(
     logits = logits.index_put((torch.arange(2 * k, device=z1.device), itself), torch.tensor(float('-inf'), device=z1.device))  # a view is not its own candidate
     partner = torch.cat([n + own, own])
     return F.cross_entropy(logits, partner)
+
+# %% ../nbs/20_losses.ipynb #7f9073f3
+class LogitScale(nn.Module):
+    "The inverse temperature $1/\\tau$ of a contrastive loss, stored as $\\log(1/\\tau)$: fixed (ETP) or learnable (CLIP), clamped to [1, `max_scale`]."
+    def __init__(self,
+                 temperature: float = TAU,  # initial τ
+                 learnable: bool = False,  # learn τ (CLIP) instead of fixing it (ETP paper)
+                 max_scale: float = 100.0):  # upper clamp of 1/τ, as in CLIP
+        super().__init__()
+        check_temperature(temperature)
+        if not (1 <= 1 / temperature <= max_scale):
+            raise ValueError(f"1/temperature = {1 / temperature:.3g} must lie in [1, max_scale={max_scale}]")
+        log_scale = torch.tensor(math.log(1 / temperature))
+        if learnable: self.log_scale = nn.Parameter(log_scale)
+        else: self.register_buffer('log_scale', log_scale)
+        self.max_log_scale = math.log(max_scale)
+
+    def forward(self) -> torch.Tensor:
+        "The current $1/\\tau$, a 0-d tensor (differentiable when learnable)."
+        return self.log_scale.clamp(0.0, self.max_log_scale).exp()
+
+    @property
+    def temperature(self) -> float: return 1 / float(self().detach())
+
+    def extra_repr(self): return f"temperature={self.temperature:.4g}, learnable={isinstance(self.log_scale, nn.Parameter)}"

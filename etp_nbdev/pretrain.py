@@ -175,7 +175,7 @@ class BatchFeeder:
     def batches(self, batches: list[np.ndarray]):
         "Yield `(positions, ecg)` for each array of positions in `batches`; `ecg` is float32 [b, 12, T] on the device."
         if self.preloaded:
-            for pos in batches: yield pos, self.signals[torch.as_tensor(pos, device=self.device)].float()
+            for pos in batches: yield pos, self.signals[torch.tensor(np.asarray(pos), device=self.device)].float()  # a copy: `pos` may be a read-only view
             return
         pin = self.device.type == 'cuda'
         loader = torch.utils.data.DataLoader(self.ds, batch_sampler=[list(map(int, b)) for b in batches], collate_fn=_as_is,

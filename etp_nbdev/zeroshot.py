@@ -253,26 +253,30 @@ def write_zero_shot(res: dict, out) -> list[Path]:
     return [out / n for n in ('zeroshot.json', 'zeroshot_per_class.csv', 'zeroshot_arrays.npz')]
 
 # %% ../nbs/42_zeroshot.ipynb #ae154ba8
-def plot_similarity(sims, y, classes, title: str = 'ECG ↔ prompt cosine similarity', per_class: int = 25, seed: int = 0, axs=None):
+def plot_similarity(sims, y, classes, title: str = 'ECG ↔ prompt cosine similarity', per_class: int = 25, seed: int = 0, axs=None,
+                    center: bool = False):  # subtract each ECG's mean over the prompts: colour = preference for a prompt (the argmax is unchanged)
     "Heatmaps of ECG-prompt similarities: up to `per_class` ECGs per true class (left), and the class means (right)."
     import matplotlib.pyplot as plt
-    sims, y, C = np.asarray(sims), np.asarray(y), len(classes)
+    sims, y, C = np.asarray(sims, dtype=float), np.asarray(y), len(classes)
+    if center: sims = sims - sims.mean(1, keepdims=True)
     if axs is None: _, axs = plt.subplots(1, 2, figsize=(11, 4.4), gridspec_kw=dict(width_ratios=[1.25, 1]))
     g = np.random.default_rng(seed)
     rows = np.concatenate([np.sort(g.choice(np.flatnonzero(y == c), min(per_class, (y == c).sum()), replace=False)) for c in range(C)])
     lo, hi = np.percentile(sims, [1, 99])
-    axs[0].imshow(sims[rows], aspect='auto', cmap='magma', vmin=lo, vmax=hi, interpolation='nearest')
+    if center: hi = max(abs(lo), abs(hi), 1e-6); lo = -hi  # white: no preference; red: preferred; blue: avoided
+    cmap = 'RdBu_r' if center else 'magma'
+    axs[0].imshow(sims[rows], aspect='auto', cmap=cmap, vmin=lo, vmax=hi, interpolation='nearest')
     bounds = np.cumsum([min(per_class, (y == c).sum()) for c in range(C)])
     for b in bounds[:-1]: axs[0].axhline(b - 0.5, c='w', lw=0.8)
     axs[0].set_yticks(bounds - np.diff(np.r_[0, bounds]) / 2 - 0.5, classes, fontsize=8)
     axs[0].set_xticks(range(C), classes, rotation=45, ha='right', fontsize=8)
     axs[0].set(xlabel='prompt', ylabel='ECGs, by true class', title=title)
     mean = np.stack([sims[y == c].mean(0) for c in range(C)])
-    im = axs[1].imshow(mean, cmap='magma', vmin=lo, vmax=hi)
+    im = axs[1].imshow(mean, cmap=cmap, vmin=lo, vmax=hi)
     for i in range(C):
-        for j in range(C): axs[1].text(j, i, f"{mean[i, j]:.2f}", ha='center', va='center', fontsize=7, color='w' if mean[i, j] < (lo + hi) / 2 else 'k')
+        for j in range(C): axs[1].text(j, i, f"{mean[i, j]:.2f}", ha='center', va='center', fontsize=7, color='k' if center or mean[i, j] >= (lo + hi) / 2 else 'w')
     axs[1].set_xticks(range(C), classes, rotation=45, ha='right', fontsize=8); axs[1].set_yticks(range(C), classes, fontsize=8)
-    axs[1].set(xlabel='prompt', ylabel='true class', title='mean similarity per class')
+    axs[1].set(xlabel='prompt', ylabel='true class', title='mean per class' + (' (each ECG centred)' if center else ''))
     axs[1].figure.colorbar(im, ax=axs[1], fraction=0.046)
     return axs[0].figure
 
