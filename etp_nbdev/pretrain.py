@@ -486,7 +486,7 @@ def diverged(self: Trainer, pos: np.ndarray, ecg: torch.Tensor, loss: torch.Tens
     nonfinite = [self.prepared.meta['id'].iloc[r] for r, ok in zip(rows, finite) if not ok]
     hint = (f" The batch holds non-finite ECG values in record(s) {nonfinite}: re-run etp_prepare on the source data."
             if nonfinite else " Try a lower --lr, or --amp none.")
-    what = f"loss is {float(loss):.4g}" if not math.isfinite(float(loss)) else "gradients are not finite"
+    what = f"loss is {float(loss.detach()):.4g}" if not math.isfinite(float(loss.detach())) else "gradients are not finite"
     return TrainingDiverged(f"{what} at step {self.step + 1} (epoch {self.epoch + 1}, batch {self.batch + 1}); "
                             f"the last good state (before this step) is saved in {self.out / CHECKPOINT}.{hint}")
 

@@ -7,7 +7,7 @@ import pytest
 import browse_site
 
 pytestmark = pytest.mark.site
-PAGES = ['index.html', 'losses.html', 'resnet1d.html']  # the landing page and two module pages with figures
+PAGES = ['index.html', 'losses.html', 'model.html', 'pretrain.html', 'zeroshot.html', 'demo.html', 'resnet1d.html']  # the learning path, and a module page with figures
 
 
 @pytest.fixture(scope='module')
@@ -36,18 +36,21 @@ def png_bytes(w=60, h=40) -> bytes:
     "A small gradient PNG: an image that is fine."
     from PIL import Image
     im = Image.new('RGB', (w, h))
-    im.putdata([(4 * x, 6 * y, 128) for y in range(h) for x in range(w)])
+    im.putdata([(4 * x % 256, 6 * y % 256, 128) for y in range(h) for x in range(w)])
     buf = io.BytesIO(); im.save(buf, format='PNG'); return buf.getvalue()
 
 
 def test_the_browser_check_fails_on_what_a_reader_would_see_broken(tmp_path, chromium):
     site = tmp_path / 'site'; site.mkdir()
     (site / 'fig.png').write_bytes(png_bytes())
+    (site / 'wide.png').write_bytes(png_bytes(600, 40))
     garbage = base64.b64encode(b"not an image " * 20).decode()
     (site / 'page.html').write_text(
         '<link rel="stylesheet" href="gone.css"><h1>A page</h1><p>Some text a reader sees.</p>'
         f'<img src="fig.png"><img src="missing.png"><img src="data:image/png;base64,{garbage}">'
-        '<span class="katex-error">\\frac{1}{</span><script>throw new Error("boom")</script>')
+        '<span class="katex-error">\\frac{1}{</span><script>throw new Error("boom")</script>'
+        '<img src="wide.png" style="width:120px"><pre style="white-space:pre;overflow:auto;width:120px">' + 'x' * 200 + '</pre>'
+        '<div class="cell-output cell-output-stderr"><pre>/site-packages/tqdm/auto.py:21: TqdmWarning: IProgress not found</pre></div>')
     (site / 'blank.html').write_text('<html><body></body></html>')
     problems, shots = browse_site.browse(site, ['page.html', 'blank.html', 'nothere.html'], tmp_path / 'shots', exe=chromium)
     text = '\n'.join(problems)
@@ -55,5 +58,7 @@ def test_the_browser_check_fails_on_what_a_reader_would_see_broken(tmp_path, chr
     assert 'gone.css failed to load' in text and 'boom' in text and 'an equation does not render' in text, text
     assert 'the screenshot blank.png is blank' in text, text
     assert 'nothere.html: cannot be opened' in text, text
+    assert 'figure wide.png is shown at 20% of its size' in text and 'a code or output line is clipped' in text, text
+    assert 'a warning is printed on the page: /site-packages/tqdm/auto.py:21: TqdmWarning' in text, text
     assert 'fig.png' not in text and 'page.png' not in text and 'page_figure.png' not in text, text  # what is fine passes
     assert [p.name for p in shots] == ['page.png', 'page_figure.png', 'blank.png']

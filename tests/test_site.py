@@ -34,3 +34,19 @@ def test_check_site_catches_a_broken_link_and_a_missing_page(tmp_path, root):
     assert any('nowhere' in p for p in problems)
     assert any('no page for 90_demo.ipynb' in p for p in problems)
     assert not any('example.org' in p for p in problems)
+
+
+def test_source_links_work_offline(built_site):
+    "The `source` links of the API docs open the package's own copy in the site, not a repository address that is not online."
+    site = built_site[0]
+    page = (site / 'losses.html').read_text()
+    assert 'src/etp_nbdev/losses.py' in page and (site / 'src' / 'etp_nbdev' / 'losses.py').exists()
+    assert not [p.name for p in site.glob('*.html') if '/blob/main/etp_nbdev/' in p.read_text()]
+
+
+def test_the_sidebar_lists_every_notebook_once(root):
+    "The sidebar is written by hand (custom_sidebar): the learning path first, then the reference. A new notebook must be placed in it."
+    import re
+    listed = re.findall(r'-\s+(\S+\.ipynb)', (root / 'nbs' / 'sidebar.yml').read_text())
+    assert sorted(listed) == sorted(p.name for p in (root / 'nbs').glob('*.ipynb')), set(listed) ^ {p.name for p in (root / 'nbs').glob('*.ipynb')}
+    assert listed[:2] == ['index.ipynb', '20_losses.ipynb']

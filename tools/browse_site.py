@@ -6,7 +6,9 @@
 For each page it saves a 1280x2000 PNG screenshot (and one of the page's first figure) and reports a problem for: a
 page that does not exist or does not finish loading, a local file the page asks for that fails to load (stylesheet,
 script), an <img> the browser could not decode (missing file or broken inline data), an equation KaTeX could not
-render, an uncaught JavaScript error, and a screenshot that is blank (over 99.9% one colour). The browser is driven
+render, an uncaught JavaScript error, a screenshot that is blank (over 99.9% one colour), a figure shrunk below 60% of
+its size (its text unreadable), a code or output line cut off at the column's edge, and a warning printed in a cell's
+output. The browser is driven
 over the DevTools protocol (websocket-client, which jupyter_server installs); the network is blocked, so the site is
 judged as it works offline. Exit status 1 when there is any problem.
 """
@@ -18,6 +20,7 @@ FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage
          '--disable-background-networking', '--disable-component-update', '--disable-sync', '--hide-scrollbars',
          '--remote-debugging-port=0', '--remote-allow-origins=*']
 WIDTH, HEIGHT = 1280, 2000
+MIN_SCALE = 0.6  # a figure shown below 60% of its size has text (legends, ticks) too small to read at 1280 px
 # Runs in the page after its load event: every image made eager (lazy ones would not load off screen) and decoded,
 # then what a reader sees of the images (with their place on the page) and of the equations KaTeX failed to render.
 PAGE_JS = """(async () => {
@@ -25,9 +28,13 @@ PAGE_JS = """(async () => {
   imgs.forEach(i => { i.loading = 'eager'; });
   const decoded = await Promise.all(imgs.map(i => i.decode().then(() => true, () => false)));
   return {images: imgs.map((i, n) => { const r = i.getBoundingClientRect();
-            return {src: i.getAttribute('src') || '', ok: decoded[n] && i.complete && i.naturalWidth > 0,
+            return {src: i.getAttribute('src') || '', ok: decoded[n] && i.complete && i.naturalWidth > 0, natural: i.naturalWidth,
                     x: r.left + scrollX, y: r.top + scrollY, width: r.width, height: r.height}; }),
-          math_errors: Array.from(document.querySelectorAll('.katex-error')).map(e => e.textContent.slice(0, 80))};
+          math_errors: Array.from(document.querySelectorAll('.katex-error')).map(e => e.textContent.slice(0, 80)),
+          clipped: Array.from(document.querySelectorAll('pre')).filter(p => p.scrollWidth > p.clientWidth + 2)
+                     .map(p => p.textContent.split('\\n').reduce((a, b) => b.length > a.length ? b : a, '').slice(0, 60)),
+          warnings: Array.from(document.querySelectorAll('.cell-output, .cell-output-stderr, .cell-output-stdout'))
+                     .map(e => (e.textContent.match(/[^\\n]*\\b[A-Za-z]*Warning\\b[:(][^\\n]*/) || [''])[0]).filter(t => t).map(t => t.trim().slice(0, 120))};
 })()"""
 
 
@@ -128,6 +135,10 @@ class Browser:
                                                                        captureBeyondViewport=True)
         problems = [f"{name}: image {short(i['src'])} does not load" for i in seen['images'] if not i['ok']]
         problems += [f"{name}: an equation does not render ({m!r})" for m in seen['math_errors']]
+        problems += [f"{name}: figure {short(i['src'], 60)} is shown at {i['width'] / i['natural']:.0%} of its size, its text too small to "
+                     f"read (make it narrower, or stack its panels)" for i in seen['images'] if i['ok'] and i['width'] < MIN_SCALE * i['natural']]
+        problems += [f"{name}: a code or output line is clipped ({c!r}...)" for c in seen['clipped']]
+        problems += [f"{name}: a warning is printed on the page: {w}" for w in seen['warnings']]
         for f, shot in shots.items():
             f.parent.mkdir(parents=True, exist_ok=True)
             f.write_bytes(base64.b64decode(shot['data']))

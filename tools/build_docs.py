@@ -120,6 +120,21 @@ def vendor_katex(site: Path, cache: Path = Path.home() / '.cache' / 'etp_nbdev')
     return True
 
 
+def localize_source_links(site: Path, root: Path, git_url: str, branch: str, lib: str) -> int:
+    "Point the pages' source links (to `git_url`, which an offline reader cannot reach) at a copy of the package in `site/src/`; returns how many."
+    dest = site / 'src' / lib
+    shutil.rmtree(site / 'src', ignore_errors=True)
+    shutil.copytree(root / lib, dest, ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
+    pattern = re.compile(re.escape(git_url.rstrip('/')) + '/blob/' + re.escape(branch) + r'/(' + re.escape(lib) + r'/[\w/.-]+\.py)(#L\d+)?')
+    n = 0
+    for page in site.glob('**/*.html'):
+        text = page.read_text(encoding='utf-8')
+        offset = os.path.relpath(site / 'src', page.parent).replace(os.sep, '/')
+        new, k = pattern.subn(lambda m: f"{offset}/{m.group(1)}", text)
+        if k: page.write_text(new, encoding='utf-8'); n += k
+    return n
+
+
 class _Refs(html.parser.HTMLParser):
     "Collect the href/src references and the element ids of one HTML page."
     def __init__(self):
@@ -137,12 +152,12 @@ def _parse(page: Path) -> _Refs:
 
 
 def expected_page(nb: Path) -> str:
-    "The page nbdev makes of a source notebook: `<module>.html` for `#| default_exp module`, else `<stem>.html`."
+    "The page nbdev makes of a source notebook: `<module>.html` for `#| default_exp module`, else its name without the number (27_astcl: astcl.html)."
     import nbformat
     for c in nbformat.read(nb, as_version=4).cells:
         m = re.search(r'^#\|\s*default_exp\s+(\S+)', c.source, flags=re.M) if c.cell_type == 'code' else None
         if m: return m.group(1).split('.')[-1] + '.html'
-    return nb.stem + '.html'
+    return re.sub(r'^\d+_', '', nb.stem) + '.html'
 
 
 def check_site(site: Path, nbs: Path) -> list[str]:
@@ -189,6 +204,8 @@ def main():
         name_pages_as_quarto(proc)
         render_smalldocs(proc, root, cfg.doc_path.name)
         print("KaTeX copied into the site" if vendor_katex(site) else "KaTeX from the CDN")
+        n = localize_source_links(site, root, cfg.git_url, cfg.branch, cfg.lib_path.name)
+        print(f"{n} source links point at the package's copy in {site / 'src'} (the repository is not online)")
         print(f"site (smalldocs): {site / 'index.html'}")
     if a.check:
         problems = check_site(site, cfg.nbs_path)
