@@ -22,11 +22,11 @@ from .text import EmbeddingCache, TextEncoder, encode_reports
 
 # %% auto #0
 __all__ = ['SCHEDULES', 'AMP_MODES', 'RESUMABLE_CHANGES', 'CHECKPOINT', 'METRIC_COLUMNS', 'RUN_FILES', 'PretrainConfig',
-           'Runtime', 'setup_runtime', 'epoch_batches', 'available_memory', 'BatchFeeder', 'check_cached_features',
-           'report_features', 'trainable_rows', 'build_model', 'rng_state', 'set_rng_state', 'atomic_torch_save',
-           'load_training_state', 'config_differences', 'MetricsLog', 'plot_metrics', 'TrainingDiverged', 'StopSignals',
-           'amp_dtype_for', 'make_schedule', 'open_run', 'make_optimizer', 'Trainer', 'pd_frame', 'pretrain',
-           'etp_pretrain']
+           'Trainer', 'pd_frame', 'pretrain', 'etp_pretrain', 'Runtime', 'setup_runtime', 'epoch_batches',
+           'available_memory', 'BatchFeeder', 'check_cached_features', 'report_features', 'trainable_rows',
+           'build_model', 'rng_state', 'set_rng_state', 'atomic_torch_save', 'load_training_state',
+           'config_differences', 'MetricsLog', 'plot_metrics', 'TrainingDiverged', 'StopSignals', 'amp_dtype_for',
+           'make_schedule', 'open_run', 'make_optimizer']
 
 # %% ../nbs/30_pretrain.ipynb #2dfc4e1e
 SCHEDULES = ('constant', 'cosine')
@@ -91,6 +91,237 @@ class PretrainConfig:
 
 # Settings that may change when a run is resumed; any other difference is an error.
 RESUMABLE_CHANGES = ('out', 'device', 'compile', 'preload', 'num_workers', 'save_every', 'max_steps', 'progress', 'epochs')
+
+# %% ../nbs/30_pretrain.ipynb #6befbd32
+class Trainer:
+    "One pretraining run: its data, method, optimiser and progress (epoch, batch, step), set up from a `PretrainConfig`."
+    def __init__(self, config: PretrainConfig, prepared: Prepared, rt: Runtime | None = None, checkpoint: dict | None = None):
+        self.config, self.prepared, self.rt = config, prepared, rt or setup_runtime(config.device)
+        self.out, self.fs, self.kind = Path(config.out), int(prepared.manifest['fs']), method_class(config.mode)
+        self.setup_data()
+        self.setup_text()
+        self.setup_method(checkpoint)
+        self.setup_optimiser(checkpoint)
+        self.log = MetricsLog(self.out / 'metrics.csv', keep_until_step=self.step, enabled=self.rt.main, extra=self.kind.step_metrics)
+        if self.rt.main: (self.out / 'config.json').write_text(json.dumps(asdict(config), indent=1))
+        self.bar, self.t_start, self.t_last = None, time.time(), time.time()
+        self.say(f"{config.mode}: {len(self.train_pos)} train records ({self.feeder}), {self.steps_per_epoch} steps/epoch x {config.epochs} epochs, "
+                 f"global batch {config.batch_size} over {self.rt.world} process(es) on {self.rt.device}, amp={self.amp_dtype}")
+
+    def say(self, *a): _say(self.rt, *a)
+    def elapsed(self) -> float: return self.elapsed0 + time.time() - self.t_start  # seconds of training, over all sessions of the run
+
+# %% ../nbs/30_pretrain.ipynb #b4b0d489
+@patch
+def setup_data(self: Trainer):
+    "The training rows (all, or those with a report for a method that reads reports) and the feeders of the train and val splits."
+    c, p = self.config, self.prepared
+    self.train_pos = trainable_rows(p, 'train', c.mode)
+    n_train = len(p.indices('train'))
+    if len(self.train_pos) < n_train: self.say(f"note: {n_train - len(self.train_pos)} train record(s) without a report are left out of {c.mode} pretraining")
+    if c.batch_size > len(self.train_pos):
+        raise ValueError(f"batch_size {c.batch_size} is larger than the {len(self.train_pos)} training records of {p.path}: "
+                         f"use --batch_size {max(2, len(self.train_pos) // 2)} or less")
+    self.feeder = BatchFeeder(p, 'train', self.rt.device, c.preload, c.num_workers)
+    self.val = BatchFeeder(p, 'val', self.rt.device, c.preload, c.num_workers) if len(p.indices('val')) >= 2 else None
+    self.steps_per_epoch = len(self.train_pos) // c.batch_size
+    self.total_steps = self.steps_per_epoch * c.epochs
+
+@patch
+def setup_text(self: Trainer):
+    "Text features of every distinct report, for a method that reads reports: encoded once, by the main process first so that the others read its cache."
+    self.text_encoder = self.text_features = None
+    if not self.kind.uses_reports: return
+    c, rt = self.config, self.rt
+    self.text_encoder = TextEncoder(c.text_model, c.text_pooling, c.text_max_length, device=rt.device)
+    cache = None if str(c.text_cache).lower() == 'none' else EmbeddingCache(c.text_cache)
+    if not rt.main: rt.barrier()
+    t0 = time.time()
+    self.text_features = report_features(self.prepared, self.text_encoder, cache).to(rt.device)
+    if rt.main: rt.barrier()
+    self.say(f"text features: {len(self.text_features)} distinct reports x {self.text_features.shape[1]} from {self.text_encoder.name} in {time.time() - t0:.1f} s")
+
+# %% ../nbs/30_pretrain.ipynb #54eefe4b
+@patch
+def setup_method(self: Trainer, checkpoint: dict | None = None):
+    "The seeded model (the checkpoint's weights on resume), the method around it, and `step_fn`: the method, or DDP around it under torchrun."
+    c, rt = self.config, self.rt
+    model = build_model(c, self.fs, self.text_encoder).to(rt.device)
+    if checkpoint is not None:
+        if self.text_encoder is not None: check_text_encoder(ETPConfig(**checkpoint['model_config']), self.text_encoder)
+        model.load_state_dict(upgrade_state(checkpoint['model']))
+    if c.compile and hasattr(model.ecg_encoder, 'compile'): model.ecg_encoder.compile()
+    method = self.kind.from_config(model, c, self.fs, self.text_features).to(rt.device)
+    if checkpoint is not None: method.load_method_state(checkpoint.get('method', {}))
+    if rt.world > 1:
+        if c.sync_bn == 'yes' or (c.sync_bn == 'auto' and rt.device.type == 'cuda'): method = nn.SyncBatchNorm.convert_sync_batchnorm(method)
+        self.step_fn = nn.parallel.DistributedDataParallel(method, device_ids=[rt.device.index] if rt.device.type == 'cuda' else None)
+    else: self.step_fn = method
+    self.method, self.model = method, method.model
+
+@patch
+def setup_optimiser(self: Trainer, checkpoint: dict | None = None):
+    "Adam, the schedule, the AMP scaler and where the run stands (epoch, batch, step, best validation loss); all restored from `checkpoint` on resume."
+    c = self.config
+    self.optimizer = make_optimizer(self.method, c.lr, c.weight_decay)
+    self.scheduler = make_schedule(self.optimizer, c.schedule, self.total_steps)
+    self.amp_dtype = amp_dtype_for(c.amp, self.rt.device)
+    self.scaler = torch.amp.GradScaler(self.rt.device.type, enabled=self.amp_dtype == torch.float16)
+    self.epoch, self.batch, self.step, self.best, self.elapsed0 = 0, 0, 0, float('inf'), 0.0
+    if checkpoint is None: return
+    for k in ('optimizer', 'scheduler', 'scaler'): getattr(self, k).load_state_dict(checkpoint[k])
+    set_rng_state(checkpoint['rng'])
+    self.epoch, self.batch, self.step, self.best, self.elapsed0 = (checkpoint[k] for k in ('epoch', 'batch', 'step', 'best_val', 'elapsed_s'))
+    self.say(f"resuming {self.out} at epoch {self.epoch + 1}, batch {self.batch + 1} (step {self.step})")
+
+# %% ../nbs/30_pretrain.ipynb #e6803c51
+@patch
+def train_step(self: Trainer, pos: np.ndarray, ecg: torch.Tensor, stop: StopSignals) -> bool:
+    "One optimiser step on the batch of training positions `pos`; returns whether any process asks to stop. Non-finite: state saved, `TrainingDiverged` raised."
+    c, rt, method = self.config, self.rt, self.method
+    report_id = self.feeder.report_ids[torch.as_tensor(pos, device=rt.device)]
+    gen = torch.Generator(device='cpu').manual_seed(c.seed * 1_000_003 + self.step)  # the step's augmentations, the same after a resume
+    buffers = [t.detach().clone() for t in method.buffers()]  # BatchNorm statistics before this step's forward
+    with torch.autocast(rt.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+        loss = self.step_fn(ecg, report_id, gen, **({'group': self.feeder.groups[torch.as_tensor(pos, device=rt.device)]} if self.kind.uses_groups else {}))
+    self.optimizer.zero_grad(set_to_none=True)
+    self.scaler.scale(loss).backward()
+    bad = ~torch.isfinite(loss.detach())
+    if not self.scaler.is_enabled():  # (fp16's scaler handles overflowing gradients itself)
+        bad = bad | ~torch.isfinite(torch.stack([p.grad.detach().float().norm() for p in method.parameters() if p.grad is not None]).sum())
+    flags = torch.stack([loss.detach().float(), bad.float(), torch.tensor(float(stop.signum is not None), device=loss.device)])
+    if rt.world > 1: dist.all_reduce(flags)  # one sync (and one all-reduce under DDP) per step
+    mean_loss, bad, stopping = float(flags[0]) / rt.world, bool(flags[1]), bool(flags[2])
+    if bad:
+        with torch.no_grad():
+            for buf, old in zip(method.buffers(), buffers): buf.copy_(old)  # undo the bad forward's BatchNorm update
+        self.save_state('nan')
+        raise self.diverged(pos, ecg, loss)
+    self.scaler.step(self.optimizer); self.scaler.update(); self.scheduler.step()
+    method.after_step(self.step, self.total_steps)
+    self.step, self.batch = self.step + 1, self.batch + 1
+    dt, self.t_last = time.time() - self.t_last, time.time()
+    self.log.add(kind='step', epoch=self.epoch + 1, step=self.step, loss=f"{mean_loss:.6f}", lr=f"{self.scheduler.get_last_lr()[0]:.6g}",
+                 temperature=f"{float(method.temperature().detach()):.5g}", records_per_s=f"{c.batch_size / dt:.1f}", elapsed_s=f"{self.elapsed():.2f}",
+                 **{k: f"{float(v):.6g}" for k, v in method.last_metrics.items()})
+    if self.bar is not None: self.bar.update(1); self.bar.set_postfix(loss=f"{mean_loss:.3f}", rec_s=f"{c.batch_size / dt:.0f}", epoch=self.epoch + 1)
+    return stopping
+
+@patch
+def diverged(self: Trainer, pos: np.ndarray, ecg: torch.Tensor, loss: torch.Tensor) -> TrainingDiverged:
+    "The error for a non-finite step: which step, where the last good state is saved, and the records of the batch that hold non-finite values."
+    rows = self.prepared.indices('train')[pos]
+    finite = torch.isfinite(ecg).flatten(1).all(1).tolist()
+    nonfinite = [self.prepared.meta['id'].iloc[r] for r, ok in zip(rows, finite) if not ok]
+    hint = (f" The batch holds non-finite ECG values in record(s) {nonfinite}: re-run etp_prepare on the source data."
+            if nonfinite else " Try a lower --lr, or --amp none.")
+    what = f"loss is {float(loss.detach()):.4g}" if not math.isfinite(float(loss.detach())) else "gradients are not finite"
+    return TrainingDiverged(f"{what} at step {self.step + 1} (epoch {self.epoch + 1}, batch {self.batch + 1}); "
+                            f"the last good state (before this step) is saved in {self.out / CHECKPOINT}.{hint}")
+
+@patch
+def save_state(self: Trainer, why: str = ''):
+    "Write `checkpoint.pt` atomically (main process): everything the next step depends on, and `why` it was written."
+    if self.rt.main:
+        atomic_torch_save(dict(format='etp_nbdev.pretrain/1', config=asdict(self.config), model_config=asdict(self.model.config),
+                               model=self.model.state_dict(), method=self.method.method_state(), optimizer=self.optimizer.state_dict(),
+                               scheduler=self.scheduler.state_dict(), scaler=self.scaler.state_dict(), rng=rng_state(), epoch=self.epoch,
+                               batch=self.batch, step=self.step, best_val=self.best, elapsed_s=self.elapsed(), why=why), self.out / CHECKPOINT)
+    self.rt.barrier()
+
+# %% ../nbs/30_pretrain.ipynb #ca744d5c
+@patch
+def end_epoch(self: Trainer):
+    "Validate (main process), keep the best model, log and plot the epoch, and checkpoint at the start of the next."
+    c, rt = self.config, self.rt
+    metrics = self.method.validate(self.val, c.batch_size, c.seed, self.amp_dtype) if (self.val is not None and rt.main) else {}
+    if metrics and metrics['val_loss'] < self.best:
+        self.best = metrics['val_loss']; save_etp(self.model, self.out / 'best')
+    epoch_losses = [float(r['loss']) for r in self.log.rows if r['kind'] == 'step' and int(r['epoch']) == self.epoch + 1]
+    self.log.add(kind='epoch', epoch=self.epoch + 1, step=self.step, loss=np.mean(epoch_losses or [np.nan]), lr=f"{self.scheduler.get_last_lr()[0]:.6g}",
+                 temperature=f"{float(self.method.temperature().detach()):.5g}", elapsed_s=f"{self.elapsed():.2f}", **{k: f"{v:.6f}" for k, v in metrics.items()})
+    if metrics:
+        line = f"epoch {self.epoch + 1}: val loss {metrics['val_loss']:.4f}, {self.method.retrieval} top-1 {metrics['val_top1']:.3f}, top-5 {metrics['val_top5']:.3f}"
+        self.bar.write(line) if self.bar is not None else self.say(line)
+    if rt.main: plot_metrics(pd_frame(self.log.rows), self.out / 'loss.png', f"{c.mode} on {Path(c.data).name}")
+    self.epoch, self.batch = self.epoch + 1, 0
+    self.save_state('epoch')
+
+def pd_frame(rows):
+    "`MetricsLog` rows as a DataFrame with numeric columns."
+    import pandas as pd
+    df = pd.DataFrame(rows)
+    for c in df.columns[1:]: df[c] = pd.to_numeric(df[c], errors='coerce')
+    return df
+
+# %% ../nbs/30_pretrain.ipynb #93303676
+@patch
+def fit(self: Trainer) -> str:
+    "Train to the last epoch, or stop early (checkpoint saved) at `max_steps` or on SIGTERM/SIGINT; returns how the run ended."
+    from tqdm import tqdm
+    c = self.config
+    limit = min(self.total_steps, c.max_steps or self.total_steps)
+    self.bar = tqdm(total=limit, initial=min(self.step, limit), disable=not (self.rt.main and c.progress), desc=c.mode, unit='step', dynamic_ncols=True)
+    self.t_start = time.time()
+    self.method.train()
+    try:
+        with StopSignals() as stop:
+            while self.epoch < c.epochs:
+                batches = epoch_batches(len(self.train_pos), c.batch_size, self.epoch, c.seed, self.rt.rank, self.rt.world)
+                self.t_last = time.time()  # a step's time runs from the end of the previous one: data fetch included
+                for pos, ecg in self.feeder.batches([self.train_pos[p] for p in batches[self.batch:]]):
+                    if c.max_steps is not None and self.step >= c.max_steps:
+                        self.save_state('max_steps'); return 'max_steps'
+                    if self.train_step(pos, ecg, stop):
+                        self.save_state('signal'); return f"stopped by {signal.Signals(stop.signum).name if stop.signum else 'a signal'}"
+                    if c.save_every and self.step % c.save_every == 0: self.save_state('periodic')
+                self.end_epoch()
+        return 'finished'
+    finally: self.bar.close(); self.bar = None
+
+@patch
+def finish(self: Trainer, status: str) -> dict:
+    "Save the final model and encoder (unless a signal stopped the run), the plot and `summary.json`; returns the summary."
+    c, rt = self.config, self.rt
+    summary = dict(status=status, mode=c.mode, epochs_done=self.epoch, steps=self.step, steps_per_epoch=self.steps_per_epoch,
+                   train_records=int(len(self.train_pos)), world_size=rt.world, device=str(rt.device), amp=str(self.amp_dtype),
+                   seconds=round(self.elapsed(), 2), out=str(self.out), last=next((r for r in reversed(self.log.rows) if r['kind'] == 'epoch'), {}))
+    if rt.main:
+        if status in ('finished', 'max_steps'):
+            save_etp(self.model, self.out / 'model'); export_ecg_encoder(self.model, self.out / 'encoder')
+        if self.log.rows: plot_metrics(pd_frame(self.log.rows), self.out / 'loss.png', f"{c.mode} on {Path(c.data).name}")
+        (self.out / 'summary.json').write_text(json.dumps(summary, indent=1, default=str))
+    if status.startswith('stopped'): self.say(f"{status} at step {self.step}: checkpoint saved in {self.out / CHECKPOINT}; continue with --resume")
+    rt.barrier()
+    return summary
+
+def pretrain(config: PretrainConfig | None = None, resume: bool = False, overwrite: bool = False, **kwargs) -> dict:
+    "Pretrain the ECG encoder with the method `config.mode` on a prepared folder; returns a summary dict (also written to `out/summary.json`)."
+    config = (config or PretrainConfig(**kwargs)).check()
+    rt = setup_runtime(config.device)
+    prepared = Prepared(config.data)
+    checkpoint = open_run(config, rt, resume, overwrite)
+    trainer = Trainer(config, prepared, rt, checkpoint)
+    return trainer.finish(trainer.fit())
+
+# %% ../nbs/30_pretrain.ipynb #bafa0490
+@call_parse
+@settings_from(PretrainConfig, but=('data', 'progress'))
+def etp_pretrain(
+    data: str,  # prepared folder (made by etp_prepare) to train on: its train split trains, its val split validates
+    resume: bool = False,  # continue the run in OUT from its checkpoint (same settings; --epochs may grow)
+    overwrite: bool = False,  # start again: delete the earlier run's files in OUT (only those; other files in OUT are kept)
+    no_progress: bool = False,  # no progress bar (for logs)
+    **settings,  # every other field of PretrainConfig, as --name value
+):
+    "Pretrain an ECG encoder on a prepared dataset with one of the methods (--mode), the paper's ETP by default; resumable, and torchrun-ready."
+    try:
+        with command_errors('etp_pretrain'):  # bad input: exit 2; diverged: 3 (the checkpoint before it is kept)
+            summary = pretrain(PretrainConfig(data=data, progress=not no_progress, **settings), resume=resume, overwrite=overwrite)
+    finally:
+        if dist.is_available() and dist.is_initialized(): dist.destroy_process_group()
+    if summary['status'].startswith('stopped'): sys.exit(EXIT_INTERRUPTED)
+etp_pretrain.__doc__ = etp_pretrain.__wrapped__.__doc__ = etp_pretrain.__doc__ + f" Methods (--mode): {', '.join(METHODS)}."  # --help lists what is registered
 
 # %% ../nbs/30_pretrain.ipynb #0acf7dd4
 @dataclass
@@ -362,234 +593,3 @@ def make_optimizer(module: nn.Module, lr: float, weight_decay: float) -> torch.o
     named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
     weights, scale = [p for n, p in named if 'logit_scale' not in n], [p for n, p in named if 'logit_scale' in n]
     return torch.optim.Adam([dict(params=weights)] + ([dict(params=scale, weight_decay=0.0)] if scale else []), lr=lr, weight_decay=weight_decay)
-
-# %% ../nbs/30_pretrain.ipynb #6befbd32
-class Trainer:
-    "One pretraining run: its data, method, optimiser and progress (epoch, batch, step), set up from a `PretrainConfig`."
-    def __init__(self, config: PretrainConfig, prepared: Prepared, rt: Runtime | None = None, checkpoint: dict | None = None):
-        self.config, self.prepared, self.rt = config, prepared, rt or setup_runtime(config.device)
-        self.out, self.fs, self.kind = Path(config.out), int(prepared.manifest['fs']), method_class(config.mode)
-        self.setup_data()
-        self.setup_text()
-        self.setup_method(checkpoint)
-        self.setup_optimiser(checkpoint)
-        self.log = MetricsLog(self.out / 'metrics.csv', keep_until_step=self.step, enabled=self.rt.main, extra=self.kind.step_metrics)
-        if self.rt.main: (self.out / 'config.json').write_text(json.dumps(asdict(config), indent=1))
-        self.bar, self.t_start, self.t_last = None, time.time(), time.time()
-        self.say(f"{config.mode}: {len(self.train_pos)} train records ({self.feeder}), {self.steps_per_epoch} steps/epoch x {config.epochs} epochs, "
-                 f"global batch {config.batch_size} over {self.rt.world} process(es) on {self.rt.device}, amp={self.amp_dtype}")
-
-    def say(self, *a): _say(self.rt, *a)
-    def elapsed(self) -> float: return self.elapsed0 + time.time() - self.t_start  # seconds of training, over all sessions of the run
-
-# %% ../nbs/30_pretrain.ipynb #b4b0d489
-@patch
-def setup_data(self: Trainer):
-    "The training rows (all, or those with a report for a method that reads reports) and the feeders of the train and val splits."
-    c, p = self.config, self.prepared
-    self.train_pos = trainable_rows(p, 'train', c.mode)
-    n_train = len(p.indices('train'))
-    if len(self.train_pos) < n_train: self.say(f"note: {n_train - len(self.train_pos)} train record(s) without a report are left out of {c.mode} pretraining")
-    if c.batch_size > len(self.train_pos):
-        raise ValueError(f"batch_size {c.batch_size} is larger than the {len(self.train_pos)} training records of {p.path}: "
-                         f"use --batch_size {max(2, len(self.train_pos) // 2)} or less")
-    self.feeder = BatchFeeder(p, 'train', self.rt.device, c.preload, c.num_workers)
-    self.val = BatchFeeder(p, 'val', self.rt.device, c.preload, c.num_workers) if len(p.indices('val')) >= 2 else None
-    self.steps_per_epoch = len(self.train_pos) // c.batch_size
-    self.total_steps = self.steps_per_epoch * c.epochs
-
-@patch
-def setup_text(self: Trainer):
-    "Text features of every distinct report, for a method that reads reports: encoded once, by the main process first so that the others read its cache."
-    self.text_encoder = self.text_features = None
-    if not self.kind.uses_reports: return
-    c, rt = self.config, self.rt
-    self.text_encoder = TextEncoder(c.text_model, c.text_pooling, c.text_max_length, device=rt.device)
-    cache = None if str(c.text_cache).lower() == 'none' else EmbeddingCache(c.text_cache)
-    if not rt.main: rt.barrier()
-    t0 = time.time()
-    self.text_features = report_features(self.prepared, self.text_encoder, cache).to(rt.device)
-    if rt.main: rt.barrier()
-    self.say(f"text features: {len(self.text_features)} distinct reports x {self.text_features.shape[1]} from {self.text_encoder.name} in {time.time() - t0:.1f} s")
-
-# %% ../nbs/30_pretrain.ipynb #54eefe4b
-@patch
-def setup_method(self: Trainer, checkpoint: dict | None = None):
-    "The seeded model (the checkpoint's weights on resume), the method around it, and `step_fn`: the method, or DDP around it under torchrun."
-    c, rt = self.config, self.rt
-    model = build_model(c, self.fs, self.text_encoder).to(rt.device)
-    if checkpoint is not None:
-        if self.text_encoder is not None: check_text_encoder(ETPConfig(**checkpoint['model_config']), self.text_encoder)
-        model.load_state_dict(upgrade_state(checkpoint['model']))
-    if c.compile and hasattr(model.ecg_encoder, 'compile'): model.ecg_encoder.compile()
-    method = self.kind.from_config(model, c, self.fs, self.text_features).to(rt.device)
-    if checkpoint is not None: method.load_method_state(checkpoint.get('method', {}))
-    if rt.world > 1:
-        if c.sync_bn == 'yes' or (c.sync_bn == 'auto' and rt.device.type == 'cuda'): method = nn.SyncBatchNorm.convert_sync_batchnorm(method)
-        self.step_fn = nn.parallel.DistributedDataParallel(method, device_ids=[rt.device.index] if rt.device.type == 'cuda' else None)
-    else: self.step_fn = method
-    self.method, self.model = method, method.model
-
-@patch
-def setup_optimiser(self: Trainer, checkpoint: dict | None = None):
-    "Adam, the schedule, the AMP scaler and where the run stands (epoch, batch, step, best validation loss); all restored from `checkpoint` on resume."
-    c = self.config
-    self.optimizer = make_optimizer(self.method, c.lr, c.weight_decay)
-    self.scheduler = make_schedule(self.optimizer, c.schedule, self.total_steps)
-    self.amp_dtype = amp_dtype_for(c.amp, self.rt.device)
-    self.scaler = torch.amp.GradScaler(self.rt.device.type, enabled=self.amp_dtype == torch.float16)
-    self.epoch, self.batch, self.step, self.best, self.elapsed0 = 0, 0, 0, float('inf'), 0.0
-    if checkpoint is None: return
-    for k in ('optimizer', 'scheduler', 'scaler'): getattr(self, k).load_state_dict(checkpoint[k])
-    set_rng_state(checkpoint['rng'])
-    self.epoch, self.batch, self.step, self.best, self.elapsed0 = (checkpoint[k] for k in ('epoch', 'batch', 'step', 'best_val', 'elapsed_s'))
-    self.say(f"resuming {self.out} at epoch {self.epoch + 1}, batch {self.batch + 1} (step {self.step})")
-
-# %% ../nbs/30_pretrain.ipynb #e6803c51
-@patch
-def train_step(self: Trainer, pos: np.ndarray, ecg: torch.Tensor, stop: StopSignals) -> bool:
-    "One optimiser step on the batch of training positions `pos`; returns whether any process asks to stop. Non-finite: state saved, `TrainingDiverged` raised."
-    c, rt, method = self.config, self.rt, self.method
-    report_id = self.feeder.report_ids[torch.as_tensor(pos, device=rt.device)]
-    gen = torch.Generator(device='cpu').manual_seed(c.seed * 1_000_003 + self.step)  # the step's augmentations, the same after a resume
-    buffers = [t.detach().clone() for t in method.buffers()]  # BatchNorm statistics before this step's forward
-    with torch.autocast(rt.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-        loss = self.step_fn(ecg, report_id, gen, **({'group': self.feeder.groups[torch.as_tensor(pos, device=rt.device)]} if self.kind.uses_groups else {}))
-    self.optimizer.zero_grad(set_to_none=True)
-    self.scaler.scale(loss).backward()
-    bad = ~torch.isfinite(loss.detach())
-    if not self.scaler.is_enabled():  # (fp16's scaler handles overflowing gradients itself)
-        bad = bad | ~torch.isfinite(torch.stack([p.grad.detach().float().norm() for p in method.parameters() if p.grad is not None]).sum())
-    flags = torch.stack([loss.detach().float(), bad.float(), torch.tensor(float(stop.signum is not None), device=loss.device)])
-    if rt.world > 1: dist.all_reduce(flags)  # one sync (and one all-reduce under DDP) per step
-    mean_loss, bad, stopping = float(flags[0]) / rt.world, bool(flags[1]), bool(flags[2])
-    if bad:
-        with torch.no_grad():
-            for buf, old in zip(method.buffers(), buffers): buf.copy_(old)  # undo the bad forward's BatchNorm update
-        self.save_state('nan')
-        raise self.diverged(pos, ecg, loss)
-    self.scaler.step(self.optimizer); self.scaler.update(); self.scheduler.step()
-    method.after_step(self.step, self.total_steps)
-    self.step, self.batch = self.step + 1, self.batch + 1
-    dt, self.t_last = time.time() - self.t_last, time.time()
-    self.log.add(kind='step', epoch=self.epoch + 1, step=self.step, loss=f"{mean_loss:.6f}", lr=f"{self.scheduler.get_last_lr()[0]:.6g}",
-                 temperature=f"{float(method.temperature().detach()):.5g}", records_per_s=f"{c.batch_size / dt:.1f}", elapsed_s=f"{self.elapsed():.2f}",
-                 **{k: f"{float(v):.6g}" for k, v in method.last_metrics.items()})
-    if self.bar is not None: self.bar.update(1); self.bar.set_postfix(loss=f"{mean_loss:.3f}", rec_s=f"{c.batch_size / dt:.0f}", epoch=self.epoch + 1)
-    return stopping
-
-@patch
-def diverged(self: Trainer, pos: np.ndarray, ecg: torch.Tensor, loss: torch.Tensor) -> TrainingDiverged:
-    "The error for a non-finite step: which step, where the last good state is saved, and the records of the batch that hold non-finite values."
-    rows = self.prepared.indices('train')[pos]
-    finite = torch.isfinite(ecg).flatten(1).all(1).tolist()
-    nonfinite = [self.prepared.meta['id'].iloc[r] for r, ok in zip(rows, finite) if not ok]
-    hint = (f" The batch holds non-finite ECG values in record(s) {nonfinite}: re-run etp_prepare on the source data."
-            if nonfinite else " Try a lower --lr, or --amp none.")
-    what = f"loss is {float(loss.detach()):.4g}" if not math.isfinite(float(loss.detach())) else "gradients are not finite"
-    return TrainingDiverged(f"{what} at step {self.step + 1} (epoch {self.epoch + 1}, batch {self.batch + 1}); "
-                            f"the last good state (before this step) is saved in {self.out / CHECKPOINT}.{hint}")
-
-@patch
-def save_state(self: Trainer, why: str = ''):
-    "Write `checkpoint.pt` atomically (main process): everything the next step depends on, and `why` it was written."
-    if self.rt.main:
-        atomic_torch_save(dict(format='etp_nbdev.pretrain/1', config=asdict(self.config), model_config=asdict(self.model.config),
-                               model=self.model.state_dict(), method=self.method.method_state(), optimizer=self.optimizer.state_dict(),
-                               scheduler=self.scheduler.state_dict(), scaler=self.scaler.state_dict(), rng=rng_state(), epoch=self.epoch,
-                               batch=self.batch, step=self.step, best_val=self.best, elapsed_s=self.elapsed(), why=why), self.out / CHECKPOINT)
-    self.rt.barrier()
-
-# %% ../nbs/30_pretrain.ipynb #ca744d5c
-@patch
-def end_epoch(self: Trainer):
-    "Validate (main process), keep the best model, log and plot the epoch, and checkpoint at the start of the next."
-    c, rt = self.config, self.rt
-    metrics = self.method.validate(self.val, c.batch_size, c.seed, self.amp_dtype) if (self.val is not None and rt.main) else {}
-    if metrics and metrics['val_loss'] < self.best:
-        self.best = metrics['val_loss']; save_etp(self.model, self.out / 'best')
-    epoch_losses = [float(r['loss']) for r in self.log.rows if r['kind'] == 'step' and int(r['epoch']) == self.epoch + 1]
-    self.log.add(kind='epoch', epoch=self.epoch + 1, step=self.step, loss=np.mean(epoch_losses or [np.nan]), lr=f"{self.scheduler.get_last_lr()[0]:.6g}",
-                 temperature=f"{float(self.method.temperature().detach()):.5g}", elapsed_s=f"{self.elapsed():.2f}", **{k: f"{v:.6f}" for k, v in metrics.items()})
-    if metrics:
-        line = f"epoch {self.epoch + 1}: val loss {metrics['val_loss']:.4f}, {self.method.retrieval} top-1 {metrics['val_top1']:.3f}, top-5 {metrics['val_top5']:.3f}"
-        self.bar.write(line) if self.bar is not None else self.say(line)
-    if rt.main: plot_metrics(pd_frame(self.log.rows), self.out / 'loss.png', f"{c.mode} on {Path(c.data).name}")
-    self.epoch, self.batch = self.epoch + 1, 0
-    self.save_state('epoch')
-
-def pd_frame(rows):
-    "`MetricsLog` rows as a DataFrame with numeric columns."
-    import pandas as pd
-    df = pd.DataFrame(rows)
-    for c in df.columns[1:]: df[c] = pd.to_numeric(df[c], errors='coerce')
-    return df
-
-# %% ../nbs/30_pretrain.ipynb #93303676
-@patch
-def fit(self: Trainer) -> str:
-    "Train to the last epoch, or stop early (checkpoint saved) at `max_steps` or on SIGTERM/SIGINT; returns how the run ended."
-    from tqdm import tqdm
-    c = self.config
-    limit = min(self.total_steps, c.max_steps or self.total_steps)
-    self.bar = tqdm(total=limit, initial=min(self.step, limit), disable=not (self.rt.main and c.progress), desc=c.mode, unit='step', dynamic_ncols=True)
-    self.t_start = time.time()
-    self.method.train()
-    try:
-        with StopSignals() as stop:
-            while self.epoch < c.epochs:
-                batches = epoch_batches(len(self.train_pos), c.batch_size, self.epoch, c.seed, self.rt.rank, self.rt.world)
-                self.t_last = time.time()  # a step's time runs from the end of the previous one: data fetch included
-                for pos, ecg in self.feeder.batches([self.train_pos[p] for p in batches[self.batch:]]):
-                    if c.max_steps is not None and self.step >= c.max_steps:
-                        self.save_state('max_steps'); return 'max_steps'
-                    if self.train_step(pos, ecg, stop):
-                        self.save_state('signal'); return f"stopped by {signal.Signals(stop.signum).name if stop.signum else 'a signal'}"
-                    if c.save_every and self.step % c.save_every == 0: self.save_state('periodic')
-                self.end_epoch()
-        return 'finished'
-    finally: self.bar.close(); self.bar = None
-
-@patch
-def finish(self: Trainer, status: str) -> dict:
-    "Save the final model and encoder (unless a signal stopped the run), the plot and `summary.json`; returns the summary."
-    c, rt = self.config, self.rt
-    summary = dict(status=status, mode=c.mode, epochs_done=self.epoch, steps=self.step, steps_per_epoch=self.steps_per_epoch,
-                   train_records=int(len(self.train_pos)), world_size=rt.world, device=str(rt.device), amp=str(self.amp_dtype),
-                   seconds=round(self.elapsed(), 2), out=str(self.out), last=next((r for r in reversed(self.log.rows) if r['kind'] == 'epoch'), {}))
-    if rt.main:
-        if status in ('finished', 'max_steps'):
-            save_etp(self.model, self.out / 'model'); export_ecg_encoder(self.model, self.out / 'encoder')
-        if self.log.rows: plot_metrics(pd_frame(self.log.rows), self.out / 'loss.png', f"{c.mode} on {Path(c.data).name}")
-        (self.out / 'summary.json').write_text(json.dumps(summary, indent=1, default=str))
-    if status.startswith('stopped'): self.say(f"{status} at step {self.step}: checkpoint saved in {self.out / CHECKPOINT}; continue with --resume")
-    rt.barrier()
-    return summary
-
-def pretrain(config: PretrainConfig | None = None, resume: bool = False, overwrite: bool = False, **kwargs) -> dict:
-    "Pretrain the ECG encoder with the method `config.mode` on a prepared folder; returns a summary dict (also written to `out/summary.json`)."
-    config = (config or PretrainConfig(**kwargs)).check()
-    rt = setup_runtime(config.device)
-    prepared = Prepared(config.data)
-    checkpoint = open_run(config, rt, resume, overwrite)
-    trainer = Trainer(config, prepared, rt, checkpoint)
-    return trainer.finish(trainer.fit())
-
-# %% ../nbs/30_pretrain.ipynb #bafa0490
-@call_parse
-@settings_from(PretrainConfig, but=('data', 'progress'))
-def etp_pretrain(
-    data: str,  # prepared folder (made by etp_prepare) to train on: its train split trains, its val split validates
-    resume: bool = False,  # continue the run in OUT from its checkpoint (same settings; --epochs may grow)
-    overwrite: bool = False,  # start again: delete the earlier run's files in OUT (only those; other files in OUT are kept)
-    no_progress: bool = False,  # no progress bar (for logs)
-    **settings,  # every other field of PretrainConfig, as --name value
-):
-    "Pretrain an ECG encoder on a prepared dataset with one of the methods (--mode), the paper's ETP by default; resumable, and torchrun-ready."
-    try:
-        with command_errors('etp_pretrain'):  # bad input: exit 2; diverged: 3 (the checkpoint before it is kept)
-            summary = pretrain(PretrainConfig(data=data, progress=not no_progress, **settings), resume=resume, overwrite=overwrite)
-    finally:
-        if dist.is_available() and dist.is_initialized(): dist.destroy_process_group()
-    if summary['status'].startswith('stopped'): sys.exit(EXIT_INTERRUPTED)
-etp_pretrain.__doc__ = etp_pretrain.__wrapped__.__doc__ = etp_pretrain.__doc__ + f" Methods (--mode): {', '.join(METHODS)}."  # --help lists what is registered

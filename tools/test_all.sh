@@ -7,7 +7,10 @@ start=$SECONDS
 stage() { echo; echo "== $1 [$((SECONDS - start)) s]"; }
 
 stage "1/4 notebooks and library in sync: nbdev_export and nbdev_clean must change nothing"
-snap=$(mktemp -d); trap 'rm -rf "$snap"' EXIT
+snap=$(mktemp -d)
+# 90_demo (stage 2) runs the tiny demo into this folder, and tests/test_demo_cli.py (stage 3) continues that run from the command line
+export ETP_SHARED_TINY_DEMO=$(mktemp -d)
+trap 'rm -rf "$snap" "$ETP_SHARED_TINY_DEMO"' EXIT
 cp -r nbs etp_nbdev "$snap/"
 nbdev_export
 nbdev_clean
