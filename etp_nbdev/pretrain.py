@@ -95,7 +95,7 @@ RESUMABLE_CHANGES = ('out', 'device', 'compile', 'preload', 'num_workers', 'save
 # %% ../nbs/30_pretrain.ipynb #6befbd32
 class Trainer:
     "One pretraining run: its data, method, optimiser and progress (epoch, batch, step), set up from a `PretrainConfig`."
-    def __init__(self, config: PretrainConfig, prepared: Prepared, rt: Runtime | None = None, checkpoint: dict | None = None):
+    def __init__(self, config: PretrainConfig, prepared: Prepared, rt=None, checkpoint: dict | None = None):  # rt: a `Runtime` (default: `setup_runtime(config.device)`)
         self.config, self.prepared, self.rt = config, prepared, rt or setup_runtime(config.device)
         self.out, self.fs, self.kind = Path(config.out), int(prepared.manifest['fs']), method_class(config.mode)
         self.setup_data()
@@ -176,7 +176,7 @@ def setup_optimiser(self: Trainer, checkpoint: dict | None = None):
 
 # %% ../nbs/30_pretrain.ipynb #e6803c51
 @patch
-def train_step(self: Trainer, pos: np.ndarray, ecg: torch.Tensor, stop: StopSignals) -> bool:
+def train_step(self: Trainer, pos: np.ndarray, ecg: torch.Tensor, stop) -> bool:  # stop: the run's `StopSignals`
     "One optimiser step on the batch of training positions `pos`; returns whether any process asks to stop. Non-finite: state saved, `TrainingDiverged` raised."
     c, rt, method = self.config, self.rt, self.method
     report_id = self.feeder.report_ids[torch.as_tensor(pos, device=rt.device)]
@@ -208,7 +208,7 @@ def train_step(self: Trainer, pos: np.ndarray, ecg: torch.Tensor, stop: StopSign
     return stopping
 
 @patch
-def diverged(self: Trainer, pos: np.ndarray, ecg: torch.Tensor, loss: torch.Tensor) -> TrainingDiverged:
+def diverged(self: Trainer, pos: np.ndarray, ecg: torch.Tensor, loss: torch.Tensor) -> RuntimeError:  # a `TrainingDiverged`, to raise
     "The error for a non-finite step: which step, where the last good state is saved, and the records of the batch that hold non-finite values."
     rows = self.prepared.indices('train')[pos]
     finite = torch.isfinite(ecg).flatten(1).all(1).tolist()
