@@ -18,7 +18,7 @@ from .methods import METHODS, method_class
 from .pretrain import PretrainConfig, pretrain
 from .probe import compare_probes
 from .zeroshot import zero_shot
-from .results import load_results, md_table, pool_pretrain_seeds, report_markdown, seed_groups
+from .results import load_results, md_table, pool_pretrain_seeds, report_markdown, result_label, seed_groups
 
 # %% auto #0
 __all__ = ['PRESETS', 'BALANCED_MIX', 'ZERO_SHOT_GOAL', 'CONFIG_FILE', 'RESUMABLE', 'DEMO_FILES', 'DemoConfig', 'demo_config',
@@ -218,7 +218,7 @@ def _summary(r: dict) -> dict:
 def _pooled(results) -> dict:
     "{label: result} with each method's results over its pretraining seeds pooled (`43_results`); the label names the prompts."
     pooled = [pool_pretrain_seeds(g) for g in seed_groups(list(results))]
-    return {d['method'] + (', prompt ensemble' if d.get('ensemble') else ''): d for d in pooled}
+    return {result_label(d): d for d in pooled}
 
 def _pm(s: dict) -> str: return f"{100 * s['mean']:.1f}" + (f" ± {100 * s['std']:.1f}" if 'std' in s and s.get('n', 1) > 1 else '')
 

@@ -15,9 +15,9 @@ from .zeroshot import plot_similarity
 
 # %% auto #0
 __all__ = ['PAPER', 'PAPER_TABLE1', 'PAPER_TABLE2', 'PAPER_TABLE3', 'PAPER_ZERO_SHOT', 'CONTEXT', 'DATASET_NAMES', 'RESULT_FILES',
-           'NOT_BUILT', 'HOW', 'paper_dataset', 'load_results', 'load_arrays', 'over_seeds', 'seed_groups',
-           'pool_pretrain_seeds', 'separated', 'ranking_text', 'pct', 'fmt_stat', 'fmt_triple', 'md_table',
-           'report_figures', 'make_report', 'report_markdown', 'etp_report']
+           'NOT_BUILT', 'HOW', 'paper_dataset', 'result_label', 'load_results', 'load_arrays', 'over_seeds',
+           'seed_groups', 'pool_pretrain_seeds', 'separated', 'ranking_text', 'pct', 'fmt_stat', 'fmt_triple',
+           'md_table', 'report_figures', 'make_report', 'report_markdown', 'etp_report']
 
 # %% ../nbs/43_results.ipynb #501b857d
 PAPER = 'Liu, Wan et al., ETP: Learning Transferable ECG Representations via ECG-Text Pre-training, ICASSP 2024'
@@ -53,6 +53,10 @@ def paper_dataset(classes) -> str | None:
 # %% ../nbs/43_results.ipynb #fddaf293
 RESULT_FILES = ('probe.json', 'zeroshot.json')
 
+def result_label(doc: dict) -> str:
+    "A result's name in reports: its method, and ', prompt ensemble' for zero-shot with the ensemble."
+    return doc['method'] + (', prompt ensemble' if doc.get('ensemble') else '')
+
 def load_results(paths) -> list[dict]:
     "Every probe.json / zeroshot.json in `paths` (files or folders, searched recursively), pooled over pretraining seeds, with '_dir' and a unique 'label'."
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
@@ -70,7 +74,7 @@ def load_results(paths) -> list[dict]:
         d['_dir'] = str(f.parent)
         docs.append(d)
     docs = [pool_pretrain_seeds(g) for g in seed_groups(docs)]
-    for d in docs: d['label'] = d['method'] + (', prompt ensemble' if d.get('ensemble') else '')
+    for d in docs: d['label'] = result_label(d)
     rank = {'Random init': 0, 'SimCLR': 1, 'ETP': 3}  # the paper's order: baselines first
     docs.sort(key=lambda d: (d['kind'] != 'linear_probe', rank.get(d['method'], 2), d['method'], bool(d.get('ensemble')), d['_dir']))
     seen = {}
