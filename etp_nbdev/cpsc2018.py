@@ -7,8 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 import numpy as np
 import pandas as pd
-import scipy.io
-import scipy.signal
 import wfdb
 from .core import CPSC_CLASSES, CPSC_SNOMED, LEADS, RecordError, check_signal, find_shared_data, read_records, plot_ecg
 
@@ -62,6 +60,7 @@ def parse_dx(dx: str, record='record') -> tuple:
 # %% ../nbs/02_cpsc2018.ipynb #7b53646d
 def read_cpsc_original(path) -> tuple[np.ndarray, dict]:
     "Read an original-format `.mat` (struct `ECG` with `sex`, `age`, `data` 12 x N in mV): ([12, N] float32, {'age', 'sex'})."
+    import scipy.io  # imported on use: the commands start faster without it
     path = Path(path)
     try: mat = scipy.io.loadmat(str(path))
     except Exception as e: raise RecordError(path.stem, f"unreadable .mat file {path.name} ({type(e).__name__}: {e})") from e
@@ -102,6 +101,7 @@ def fix_length(x: np.ndarray, n: int, crop: str = 'start') -> np.ndarray:
 def resample(x: np.ndarray, fs_in: int, fs_out: int) -> np.ndarray:
     "Resample [leads, T] from `fs_in` to `fs_out` Hz with an anti-aliasing polyphase filter."
     if fs_in == fs_out: return x
+    import scipy.signal  # imported on use: it takes most of a second, which every command would pay at start
     g = np.gcd(int(fs_in), int(fs_out))
     return scipy.signal.resample_poly(x, int(fs_out) // g, int(fs_in) // g, axis=1).astype(np.float32)
 

@@ -16,17 +16,18 @@ from fastcore.basics import patch
 from fastcore.script import call_parse
 from .core import EXIT_DIVERGED, EXIT_INTERRUPTED, OutputFolder, command_errors, settings_from
 from .methods import METHODS, method_class
-from .model import ETPConfig, ETPModel, check_text_encoder, export_ecg_encoder, save_etp, upgrade_state
+from .model import ARCHITECTURES, ETPConfig, ETPModel, check_text_encoder, export_ecg_encoder, save_etp, upgrade_state
 from .prepare import Prepared, PreparedECG
+from .resnet1d import activation_bytes, count_params
 from .text import EmbeddingCache, TextEncoder, encode_reports
 
 # %% auto #0
 __all__ = ['SCHEDULES', 'AMP_MODES', 'RESUMABLE_CHANGES', 'CHECKPOINT', 'METRIC_COLUMNS', 'RUN_FILES', 'PretrainConfig',
            'Trainer', 'pd_frame', 'pretrain', 'etp_pretrain', 'Runtime', 'setup_runtime', 'epoch_batches',
-           'available_memory', 'BatchFeeder', 'check_cached_features', 'report_features', 'trainable_rows',
-           'build_model', 'rng_state', 'set_rng_state', 'atomic_torch_save', 'load_training_state',
-           'config_differences', 'MetricsLog', 'plot_metrics', 'TrainingDiverged', 'StopSignals', 'amp_dtype_for',
-           'make_schedule', 'open_run', 'make_optimizer']
+           'available_memory', 'BatchFeeder', 'RunTooLarge', 'step_bytes', 'check_memory', 'check_cached_features',
+           'report_features', 'trainable_rows', 'build_model', 'rng_state', 'set_rng_state', 'atomic_torch_save',
+           'load_training_state', 'config_differences', 'MetricsLog', 'plot_metrics', 'TrainingDiverged', 'StopSignals',
+           'amp_dtype_for', 'make_schedule', 'open_run', 'make_optimizer']
 
 # %% ../nbs/30_pretrain.ipynb #2dfc4e1e
 SCHEDULES = ('constant', 'cosine')
@@ -122,8 +123,9 @@ def setup_data(self: Trainer):
     if c.batch_size > len(self.train_pos):
         raise ValueError(f"batch_size {c.batch_size} is larger than the {len(self.train_pos)} training records of {p.path}: "
                          f"use --batch_size {max(2, len(self.train_pos) // 2)} or less")
-    self.feeder = BatchFeeder(p, 'train', self.rt.device, c.preload, c.num_workers)
-    self.val = BatchFeeder(p, 'val', self.rt.device, c.preload, c.num_workers) if len(p.indices('val')) >= 2 else None
+    reserve = step_bytes(c, p.signals.shape[-1], self.rt.world)['total']  # what a step needs beside a preloaded split
+    self.feeder = BatchFeeder(p, 'train', self.rt.device, c.preload, c.num_workers, reserve=reserve)
+    self.val = BatchFeeder(p, 'val', self.rt.device, c.preload, c.num_workers, reserve=reserve) if len(p.indices('val')) >= 2 else None
     self.steps_per_epoch = len(self.train_pos) // c.batch_size
     self.total_steps = self.steps_per_epoch * c.epochs
 
@@ -300,6 +302,7 @@ def pretrain(config: PretrainConfig | None = None, resume: bool = False, overwri
     config = (config or PretrainConfig(**kwargs)).check()
     rt = setup_runtime(config.device)
     prepared = Prepared(config.data)
+    check_memory(config, prepared, rt)  # a run that cannot fit stops here, before its folder is touched or any work starts
     checkpoint = open_run(config, rt, resume, overwrite)
     trainer = Trainer(config, prepared, rt, checkpoint)
     return trainer.finish(trainer.fit())
@@ -388,11 +391,16 @@ class BatchFeeder:
                  device: torch.device,
                  preload: str = 'auto',  # 'auto', 'yes' or 'no'
                  num_workers: int = 2,
-                 fraction: float = 0.5):  # 'auto' preloads when the split takes at most this fraction of free memory
+                 fraction: float = 0.5,  # 'auto' preloads when the split (and `reserve`) take at most this fraction of free memory
+                 reserve: int = 0):  # bytes the training step needs besides the split (`step_bytes`)
         self.ds = PreparedECG(prepared, split)
         self.device, self.num_workers = device, num_workers
         self.nbytes = len(self.ds) * int(np.prod(prepared.signals.shape[1:])) * 2
-        self.preloaded = preload == 'yes' or (preload == 'auto' and self.nbytes <= fraction * available_memory(device))
+        free = available_memory(device) if preload != 'no' else 0
+        if preload == 'yes' and self.nbytes + reserve > free:
+            raise RunTooLarge(f"{prepared.path}: preloading its {split} split needs {self.nbytes / 1e9:.2f} GB of {device} memory besides about "
+                              f"{reserve / 1e9:.2f} GB for a training step, but {free / 1e9:.2f} GB is free: use --preload no (stream from disk) or --preload auto")
+        self.preloaded = preload == 'yes' or (preload == 'auto' and self.nbytes + reserve <= fraction * free)
         if self.preloaded:
             x = torch.from_numpy(np.array(prepared.signals[self.ds.idx])) if len(self.ds) else torch.zeros(0)
             self.signals = x.to(device)
@@ -416,6 +424,36 @@ class BatchFeeder:
     def __repr__(self):
         how = f"preloaded on {self.device}" if self.preloaded else f"streamed by {self.num_workers} workers"
         return f"BatchFeeder({len(self)} records, {self.nbytes / 1e6:.0f} MB, {how})"
+
+# %% ../nbs/30_pretrain.ipynb #0e4fce92
+class RunTooLarge(ValueError):
+    "A run that cannot fit in the device's free memory, found before any work starts; the message says what to change."
+
+def step_bytes(config: PretrainConfig, n_samples: int, world: int = 1) -> dict:  # bytes per process: activations, model, total
+    "About how much device memory one training step of `config` needs on each process (float32 estimate, see above)."
+    with torch.device('meta'): encoder = ARCHITECTURES[ETPConfig.arch]()  # shapes only: no memory, no random numbers drawn
+    views = 1 if method_class(config.mode).uses_reports else 2
+    act = views * (config.batch_size // world) * activation_bytes(encoder, int(n_samples))
+    model = 2 * 16 * count_params(encoder)
+    return dict(activations=act, model=model, total=act + model)
+
+def check_memory(config: PretrainConfig, prepared: Prepared, rt=None) -> dict:  # rt: a `Runtime` (default: one process on config.device)
+    "Raise `RunTooLarge` when one training step (plus the splits, for `--preload yes`) cannot fit in the free memory of the run's device."
+    rt = rt or setup_runtime(config.device)
+    n_samples = int(prepared.signals.shape[-1])
+    need = step_bytes(config, n_samples, rt.world)
+    sharing = int(os.environ.get('LOCAL_WORLD_SIZE', 1)) if rt.device.type == 'cpu' else 1  # processes of one machine share its RAM
+    splits = sum(len(prepared.indices(s)) for s in ('train', 'val')) * int(np.prod(prepared.signals.shape[1:])) * 2 if config.preload == 'yes' else 0
+    total, free = sharing * (need['total'] + splits), available_memory(rt.device)
+    if total > free:
+        gb = lambda b: f"{b / 1e9:.2f} GB"
+        hints = ['a smaller --batch_size'] + (['--preload no'] if splits else []) + (['more GPUs (torchrun)'] if rt.device.type == 'cuda' else [])
+        raise RunTooLarge(
+            f"{prepared.path}: this run needs about {gb(total)} of {rt.device} memory, but {gb(free)} is free. One training step of "
+            f"{config.batch_size // rt.world} records x {n_samples} samples ({config.mode}) holds about {gb(need['activations'])} of activations "
+            f"and {gb(need['model'])} of weights and optimiser state" + (f"; preloading the train and val splits adds {gb(splits)}" if splits else '')
+            + (f"; {sharing} processes share this machine's memory" if sharing > 1 else '') + f". Try {' or '.join(hints)}.")
+    return dict(need, preload=splits, free=free)
 
 # %% ../nbs/30_pretrain.ipynb #8820fa0c
 def check_cached_features(features: np.ndarray, texts: list[str], encoder: TextEncoder, where: str = 'the cache', n: int = 4):

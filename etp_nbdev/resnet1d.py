@@ -13,7 +13,7 @@ from fastcore.basics import patch
 from .core import LEADS
 
 # %% auto #0
-__all__ = ['BasicBlock1d', 'ResNet1d', 'resnet18_1d', 'count_params', 'count_flops']
+__all__ = ['BasicBlock1d', 'ResNet1d', 'resnet18_1d', 'count_params', 'count_flops', 'activation_bytes']
 
 # %% ../nbs/10_resnet1d.ipynb #f7ba307b
 class BasicBlock1d(nn.Module):
@@ -176,3 +176,21 @@ def count_flops(
         out = meta(x)
         if backward: torch.autograd.grad(out.float().square().mean(), [p for p in meta.parameters() if p.requires_grad])
     return int(counter.get_total_flops())
+
+# %% ../nbs/10_resnet1d.ipynb #bdd23659
+def activation_bytes(
+    model: nn.Module,  # an ECG encoder (its `in_leads` gives the input's leads)
+    T: int,  # record length in samples
+    in_leads: int | None = None,  # leads of the input, if the model has no `in_leads`
+) -> int:  # bytes per record, float32
+    "Bytes a training-mode forward saves for the backward pass, per record of `T` samples: counted on a 'meta' copy (no memory, no arithmetic)."
+    meta = copy.deepcopy(model).to('meta').train()
+    def saved(batch: int) -> int:
+        total = 0
+        def pack(t):
+            nonlocal total
+            total += t.numel() * t.element_size()
+            return t
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t): meta(torch.empty(batch, in_leads or model.in_leads, T, device='meta'))
+        return total
+    return saved(2) - saved(1)

@@ -32,3 +32,8 @@ def built_site(root):
     assert r.returncode == 0, r.stdout + r.stderr
     print(r.stdout)
     return root / '_docs', readme_before
+
+
+if os.environ.get('PYTEST_XDIST_WORKER'):  # `make test` runs two pytest workers on a 2-core machine: one thread each, no oversubscription
+    import torch
+    torch.set_num_threads(1)

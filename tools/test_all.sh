@@ -25,8 +25,8 @@ echo "in sync"
 stage "2/4 nbdev_test: every notebook, top to bottom (flags skipped by default: slow cuda notest)"
 nbdev_test --n_workers 2 --timing
 
-stage "3/4 pytest tests/ (all but the docs site)"
-python -m pytest tests -m "not site" -q -p no:cacheprovider --durations=15
+stage "3/4 pytest tests/ (all but the docs site), two workers, each test file in one of them"
+python -m pytest tests -m "not site" -q -p no:cacheprovider -n 2 --dist loadfile --durations=15
 
 stage "4/4 documentation site: nbdev_proc_nbs + smalldocs, every notebook a page, every internal link and image resolves, pages in Chromium"
 bash tools/ensure_chromium.sh
