@@ -15,7 +15,7 @@ sizes, each stage in a fresh process so that its peak memory is its own:
 | fetch    | `BatchFeeder` batches of 128 over the train split: memory map, preloaded | records/s (goal preloaded: 20,000)|
 | text     | a BERT-base-shaped model (bench/bert_base_folder.py) on distinct reports | texts/s, projected to all reports |
 | pretrain | `pretrain` with the paper's settings at 500 Hz, --max_steps bounded  | records/s against the bare encoder (goal 0.9) |
-| probe    | features of val, test and --probe_train train records; the probe protocol | time, memory; extraction projected to all train |
+| probe    | features of every train, val and test record (or --probe_train train records); the probe protocol | time, memory |
 | zeroshot | `zero_shot` on the 2,158-record test fold                            | time, memory                         |
 
 Then the projection to 50 epochs: measured for this CPU, and from FLOPs for an A100 and an H100 (at the stated model
@@ -31,11 +31,28 @@ STAGES = ('data', 'prepare', 'fetch', 'text', 'pretrain', 'probe', 'zeroshot')
 OFFICIAL = dict(train=17_084, val=2_146, test=2_158)  # records with a superclass per split, PTB-XL v1.0.3 (REFERENCE.md §2)
 GFLOP_PER_RECORD = {100: 1.046, 500: 5.168}  # ResNet18-1D forward + backward per record (10_resnet1d, torch.utils.flop_counter)
 GPUS = {'A100 (312 TFLOP/s bf16)': 312e12, 'H100 SXM (989 TFLOP/s bf16)': 989e12}
-MFUS = (0.1, 0.3)  # model FLOP utilisations assumed for the GPU projections (a small 1-D CNN; nothing here measured them)
+MFUS = (0.05, 0.2)  # model FLOP utilisations assumed for the GPU projections (a 1-D CNN with 64-512 channels; no GPU measured them)
+
+
+PEAK_ANON = [0]  # the largest anonymous resident memory seen (RSS without mapped file pages, which the OS can drop), in kB
+
+
+def sample_anon_memory(every: float = 0.1):
+    "Track the peak RssAnon of this process in a background thread (Linux): the memory a stage really needs, page cache aside."
+    import threading
+    def loop():
+        while True:
+            try:
+                for line in open('/proc/self/status'):
+                    if line.startswith('RssAnon:'): PEAK_ANON[0] = max(PEAK_ANON[0], int(line.split()[1]))
+            except OSError: return
+            time.sleep(every)
+    threading.Thread(target=loop, daemon=True).start()
 
 
 def peak_mb() -> dict:
-    return dict(peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    "Peak resident memory of this process (mapped file pages included), its peak anonymous memory, and its children's peak."
+    return dict(peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), peak_anon_mb=round(PEAK_ANON[0] / 1024),
                 peak_children_mb=round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024))
 
 
@@ -49,7 +66,8 @@ def set_official_folds(src: Path, sizes: dict = OFFICIAL, seed: int = 0) -> dict
     rng = np.random.default_rng(seed)
     fold = 1 + rng.integers(0, 8, len(db))  # folds 1-8: train
     lab = rng.permutation(np.flatnonzero(labelled))
-    n_test, n_val = (min(sizes[s], len(lab) * sizes[s] // sum(sizes.values())) for s in ('test', 'val'))
+    scale = 1 if len(lab) >= 0.9 * sum(sizes.values()) else len(lab) / sum(sizes.values())  # exact sizes; a small set gets the same shares
+    n_test, n_val = (int(sizes[s] * scale) for s in ('test', 'val'))
     fold[lab[:n_test]], fold[lab[n_test:n_test + n_val]] = 10, 9
     unl = rng.permutation(np.flatnonzero(~labelled))  # records without a superclass: the same shares as the labelled ones
     k_test, k_val = (int(round(len(unl) * n / max(len(lab), 1))) for n in (n_test, n_val))
@@ -83,7 +101,7 @@ def stage_data(a, w: Path) -> dict:
         make_synthetic_ptbxl(w / 'src', n_records=a.records, seed=0, rates=(a.fs,), n_jobs=a.n_jobs, overwrite=True,
                              mix=BALANCED_MIX if a.quick else None)
         out['generate_s'] = round(time.time() - t, 1)
-        out['folds'] = set_official_folds(w / 'src')
+    out['folds'] = set_official_folds(w / 'src')  # deterministic: the same folds on every call
     if not (w / 'text_model' / 'config.json').exists() and not a.text_model:
         kw = dict(num_hidden_layers=2, hidden_size=128, num_attention_heads=2, intermediate_size=256) if a.quick else {}
         make_bert_base_folder(w / 'text_model', **kw)
@@ -202,7 +220,7 @@ def stage_probe(a, w: Path) -> dict:
     rows, labels = {}, {}
     for s in ('train', 'val', 'test'): rows[s], labels[s] = split_labels(p, s, 'single')
     n_train_all = len(rows['train'])
-    keep = np.sort(np.random.default_rng(0).permutation(n_train_all)[:a.probe_train])
+    keep = np.sort(np.random.default_rng(0).permutation(n_train_all)[:a.probe_train or n_train_all])
     rows['train'], labels['train'] = rows['train'][keep], labels['train'][keep]
     check_classes_present(labels, p.classes)
     ck = load_checkpoint(str(w / 'run') if (w / 'run' / 'checkpoint.pt').exists() else 'random', fs=a.fs)
@@ -246,9 +264,11 @@ def fmt_table(R: dict, a) -> str:
     "One markdown table of every stage, each figure labelled measured or projected."
     L = ["| stage | figure | value | kind |", "|---|---|---|---|"]
     def row(stage, what, value, kind='measured'): L.append(f"| {stage} | {what} | {value} | {kind} |")
-    if 'data' in R and 'generate_s' in R['data']:
+    def mem(r): return (f"{r['peak_anon_mb']:,} MB anonymous (peak RSS {r['peak_rss_mb']:,} MB with the mapped data pages)" if r.get('peak_anon_mb')
+                        else f"peak RSS {r['peak_rss_mb']:,} MB")
+    if 'data' in R and 'folds' in R['data']:
         d = R['data']
-        row('data', f"synthetic PTB-XL, {a.records:,} records at {a.fs} Hz ({d['disk_gb']} GB)", f"{d['generate_s']:.0f} s")
+        if 'generate_s' in d: row('data', f"synthetic PTB-XL, {a.records:,} records at {a.fs} Hz ({d['disk_gb']} GB)", f"{d['generate_s']:.0f} s")
         f = d['folds']; row('data', 'records with a superclass: train / val / test', f"{f['train']:,} / {f['val']:,} / {f['test']:,}")
     if 'prepare' in R:
         for r in R['prepare']['runs']:
@@ -258,7 +278,7 @@ def fmt_table(R: dict, a) -> str:
         for k in ('memmap', 'preloaded'):
             f = R['fetch'][k]
             row('fetch', f"batches of 128, {k} ({f['split_gb']} GB train split{', loaded in %.0f s' % f['load_s'] if k == 'preloaded' else ''})",
-                f"{f['records_per_s']:,} records/s")
+                f"{f['records_per_s']:,} records/s" + (f", {mem(R['fetch'])}" if k == 'preloaded' else ''))
     if 'text' in R:
         t = R['text']
         row('text', f"{t['text_model']} ({t['params_m']}M parameters, random weights), {t['sample']} reports of {t['mean_tokens']} tokens on average",
@@ -271,15 +291,17 @@ def fmt_table(R: dict, a) -> str:
         row('pretrain', 'bare encoder + heads (forward, backward, Adam)', f"{p['bare_records_per_s']} records/s")
         row('pretrain', 'pipeline efficiency (loop / bare; goal 0.9)', f"{p['efficiency']:.2f}")
         row('pretrain', f"start-up: load, text features of {p['distinct_reports']:,} distinct reports", f"{p['startup_s']:.0f} s")
+        row('pretrain', 'memory of the run (model, optimiser, preloaded split, text model)', mem(p))
     if 'probe' in R:
         q = R['probe']
         row('probe', f"features of {q['records_embedded']:,} records ({q['train_used']:,} train, {q['val']:,} val, {q['test']:,} test)",
-            f"{q['features_s']:.0f} s, {q['records_per_s']} records/s, peak {q['peak_rss_mb']:,} MB")
-        row('probe', f"features of all {q['train_all'] + q['val'] + q['test']:,} records", f"{q['all_features_s_projected']:,} s", 'projected from the rate')
+            f"{q['features_s']:.0f} s, {q['records_per_s']} records/s, {mem(q)}")
+        if q['train_used'] < q['train_all']:
+            row('probe', f"features of all {q['train_all'] + q['val'] + q['test']:,} records", f"{q['all_features_s_projected']:,} s", 'projected from the rate')
         row('probe', 'fit and test the probes (3 fractions x 3 seeds, bootstrap)', f"{q['fit_s']:.0f} s")
     if 'zeroshot' in R:
         z = R['zeroshot']
-        row('zeroshot', f"{z['records']:,} single-label {z['split']} records, prompts, bootstrap", f"{z['seconds']:.0f} s, peak {z['peak_rss_mb']:,} MB")
+        row('zeroshot', f"{z['records']:,} single-label {z['split']} records, prompts, bootstrap", f"{z['seconds']:.0f} s, {mem(z)}")
     train = R.get('data', {}).get('folds', {}).get('train') or OFFICIAL['train']
     if 'pretrain' in R:
         cpu_s = 50 * train / R['pretrain']['loop_records_per_s']
@@ -288,6 +310,11 @@ def fmt_table(R: dict, a) -> str:
     for gpu, peak in GPUS.items():
         row('50 epochs', f"{gpu}, {flops / 1e15:.2f} PFLOP", ' / '.join(f"{flops / (peak * m):.0f} s at {m:.0%} MFU" for m in MFUS),
             'projected from FLOPs')
+    if 'text' in R:
+        t = R['text']
+        tf = t['distinct_reports'] * t['gflop_per_text'] * 1e9
+        row('text on a GPU', f"all {t['distinct_reports']:,} distinct reports, {tf / 1e12:.0f} TFLOP, H100",
+            ' / '.join(f"{tf / (GPUS['H100 SXM (989 TFLOP/s bf16)'] * m):.1f} s at {m:.0%} MFU" for m in MFUS), 'projected from FLOPs')
     return '\n'.join(L)
 
 
@@ -305,13 +332,14 @@ def main():
     ap.add_argument('--pretrain_records', type=int, default=2000, help='records of the set pretrained on (its distinct reports are encoded at start-up)')
     ap.add_argument('--warmup', type=int, default=2)
     ap.add_argument('--steps', type=int, default=4, help='timed pretraining steps')
-    ap.add_argument('--probe_train', type=int, default=2000, help='train records embedded for the probe (all val and test are)')
+    ap.add_argument('--probe_train', type=int, default=0, help='train records embedded for the probe (0: all; all val and test are)')
     ap.add_argument('--quick', action='store_true', help='a tiny text model instead of BERT-base (a smoke test of this script)')
     ap.add_argument('--_stage', default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     a.sizes = [min(int(s), a.records) for s in a.sizes.split(',') if s]
     w = Path(a.work); w.mkdir(parents=True, exist_ok=True)
     if a._stage:  # a child process: run one stage, print its result
+        sample_anon_memory()
         res = globals()[f'stage_{a._stage}'](a, w)
         print('RESULT ' + json.dumps({**res, **peak_mb()}), flush=True)
         return
@@ -323,7 +351,7 @@ def main():
     R = json.loads(results_file.read_text()) if results_file.exists() else {}
     for s in ['data'] + [s for s in stages if s != 'data']:
         print(f"== {s}", flush=True)
-        R[s] = run_stage(s, argv)
+        R[s] = {**R.get(s, {}), **run_stage(s, argv)} if s == 'data' else run_stage(s, argv)  # data: keep the generation time of the run that made it
         print(f"   {json.dumps(R[s])}", flush=True)
         results_file.write_text(json.dumps(R, indent=1))
     print(f"\nload average {os.getloadavg()[0]:.2f}, {os.cpu_count()} CPUs; results in {results_file}\n")

@@ -5,6 +5,9 @@
 3. preloaded batches (the split copied to GPU memory once) equal the batches streamed from disk, bit for bit;
 4. one optimiser step of every registered method on the device, under bf16: a finite loss.
 
+Its first run (on a CPU, in bf16) found a bug that would have stopped every SimCLR run on a GPU: NT-Xent wrote a
+float32 -inf into bf16 logits (20_losses; fixed, and tested there).
+
     python bench/gpu_check.py                  # on the GPU; part of bench/gpu_check.sh
     python bench/gpu_check.py --device cpu     # the same checks on the CPU (a dry run of this script; compile needs a C compiler)
 
@@ -69,10 +72,10 @@ def main():
 
     # 1. mixed precision against float32
     for mode in ('etp', 'simclr'):
-        ref = float(loss_of(mode)[0])
+        ref = float(loss_of(mode)[0].detach())
         for amp, dt in (('bf16', torch.bfloat16), ('fp16', torch.float16)):
             try:
-                v = float(loss_of(mode, dt)[0])
+                v = float(loss_of(mode, dt)[0].detach())
                 rel = abs(v - ref) / abs(ref)
                 check(f"{mode}: {amp} autocast loss vs float32 (tol {TOL[amp]:g})", rel <= TOL[amp], f"{v:.5f} vs {ref:.5f}, rel {rel:.1e}")
             except RuntimeError as e:
@@ -80,8 +83,8 @@ def main():
     # 2. torch.compile
     if not a.no_compile:
         t = time.time()
-        ref = float(loss_of('etp')[0])
-        v = float(loss_of('etp', compiled=True)[0])
+        ref = float(loss_of('etp')[0].detach())
+        v = float(loss_of('etp', compiled=True)[0].detach())
         rel = abs(v - ref) / abs(ref)
         check(f"etp: torch.compile loss vs eager (tol {TOL['compile']:g})", rel <= TOL['compile'],
               f"{v:.6f} vs {ref:.6f}, rel {rel:.1e}, compile + run {time.time() - t:.0f} s")
@@ -90,7 +93,7 @@ def main():
         loss, method = loss_of(mode, torch.bfloat16)
         opt = torch.optim.Adam(method.parameters(), lr=2e-3)
         loss.backward(); opt.step(); method.after_step(0, 10)
-        check(f"{mode}: one bf16 training step", math.isfinite(float(loss)), f"loss {float(loss):.4f}")
+        check(f"{mode}: one bf16 training step", math.isfinite(float(loss.detach())), f"loss {float(loss.detach()):.4f}")
     if dev.type == 'cuda': print(f"peak GPU memory {torch.cuda.max_memory_allocated(dev) / 2**30:.2f} GiB")
     print(f"{'all checks passed' if not failures else f'{len(failures)} check(s) FAILED: ' + '; '.join(failures)}")
     sys.exit(1 if failures else 0)

@@ -206,7 +206,7 @@ def nt_xent_of_rows(
     if cross_view_only: return F.cross_entropy(similarity_logits(z1, all2, temperature), own)
     logits = similarity_logits(torch.cat([z1, z2]), torch.cat([all1, all2]), temperature)  # [2k, 2n]
     itself = torch.cat([own, n + own])
-    logits = logits.index_put((torch.arange(2 * k, device=z1.device), itself), torch.tensor(float('-inf'), device=z1.device))  # a view is not its own candidate
+    logits = logits.index_put((torch.arange(2 * k, device=z1.device), itself), torch.tensor(float('-inf'), device=z1.device, dtype=logits.dtype))  # a view is not its own candidate (bf16 logits under autocast)
     partner = torch.cat([n + own, own])
     return F.cross_entropy(logits, partner)
 

@@ -33,3 +33,12 @@ def test_bert_base_folder_loads_as_a_text_model(tmp_path):
     v = enc.encode(['sinus rhythm', 'atrial fibrillation'])
     assert v.shape == (2, 64) and enc.tokenizer.vocab_size == 30522
     assert 'RANDOM' in (f / 'README.md').read_text()
+
+
+def test_gpu_checks_pass_on_the_cpu(tmp_path):
+    "bench/gpu_check.py --device cpu: bf16/fp16 autocast against float32 and a bf16 step of every method (it found NT-Xent's bf16 bug)."
+    r = subprocess.run([sys.executable, str(ROOT / 'bench' / 'gpu_check.py'), '--device', 'cpu', '--fs', '100', '--batch', '16', '--no_compile',
+                        '--work', str(tmp_path)], capture_output=True, text=True, env=ENV, timeout=900)
+    assert r.returncode == 0 and 'all checks passed' in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
+    from etp_nbdev.methods import METHODS
+    assert all(f"{m}: one bf16 training step" in r.stdout for m in METHODS)

@@ -245,3 +245,38 @@ def test_the_engine_trains_exactly_like_the_plain_loop(prepared, text_cache, tmp
     "Bit-identical weights: the plug-in engine (methods, Trainer) adds checkpoints, validation and guards, and changes no number."
     run(prepared, '--out', tmp_path / mode, '--mode', mode, '--epochs', 2, '--batch_size', 32, '--text_cache', text_cache, '--no_progress')
     assert same_weights(weights(tmp_path / mode), reference_weights(prepared, mode, text_cache))
+
+
+PRELOAD_PEAK = """
+import sys, threading, time
+from etp_nbdev.prepare import Prepared
+from etp_nbdev.pretrain import BatchFeeder
+import torch
+def anon():  # resident anonymous memory (kB): what the process holds, the memory map's file pages aside
+    for line in open('/proc/self/status'):
+        if line.startswith('RssAnon:'): return int(line.split()[1])
+peak, done = [0], [False]
+def watch():
+    while not done[0]: peak[0] = max(peak[0], anon()); time.sleep(0.002)
+p = Prepared(sys.argv[1])
+base = anon()
+t = threading.Thread(target=watch); t.start()
+f = BatchFeeder(p, 'train', torch.device('cpu'), preload='yes')
+done[0] = True; t.join()
+print((peak[0] - base) * 1024 / f.nbytes)
+"""
+
+
+def test_preloading_holds_the_split_once(tmp_path):
+    "Found by bench/full_scale.py: preloading PTB-XL's 2.1 GB train split made two host copies at once. Now one, filled chunk by chunk."
+    import numpy as np
+    from etp_nbdev.core import PTBXL_SUPERCLASSES
+    from etp_nbdev.prepare import write_prepared
+    n = 8000  # 8000 x 12 x 1000 float16: 192 MB
+    rng = np.random.default_rng(0)
+    write_prepared(tmp_path / 'p', rng.normal(0, 0.2, (n, 12, 1000)).astype(np.float32), rng.integers(0, 5, n), ['train'] * n,
+                   PTBXL_SUPERCLASSES, fs=100, reports=['sinus rhythm'] * n)
+    r = subprocess.run([sys.executable, '-c', PRELOAD_PEAK, str(tmp_path / 'p')], capture_output=True, text=True, env=ENV)
+    assert r.returncode == 0, r.stderr
+    ratio = float(r.stdout.strip().splitlines()[-1])
+    assert 0.9 < ratio < 1.4, f"preloading held {ratio:.2f}x the split's size at its peak (one copy and a chunk expected)"

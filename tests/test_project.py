@@ -39,3 +39,11 @@ def test_package_imports_without_dev_tools(root):
             "import etp_nbdev.losses, etp_nbdev.demo; print('ok')")
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=root)
     assert out.returncode == 0 and out.stdout.strip() == 'ok', out.stderr
+
+
+def test_commands_do_not_wait_for_heavy_imports(root):
+    "Found by the full-scale dry run: every command paid 0.8 s at start for scipy.signal (CPSC2018 resampling). Heavy modules load on use."
+    code = ("import sys, etp_nbdev.pretrain, etp_nbdev.demo, etp_nbdev.probe, etp_nbdev.zeroshot, etp_nbdev.prepare\n"
+            "print(sorted(m for m in ('scipy.signal', 'scipy.io', 'transformers', 'sklearn', 'matplotlib.pyplot') if m in sys.modules))")
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=root)
+    assert out.returncode == 0 and out.stdout.strip() == '[]', out.stdout + out.stderr
