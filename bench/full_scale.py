@@ -29,7 +29,6 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 STAGES = ('data', 'prepare', 'fetch', 'text', 'pretrain', 'probe', 'zeroshot')
 OFFICIAL = dict(train=17_084, val=2_146, test=2_158)  # records with a superclass per split, PTB-XL v1.0.3 (REFERENCE.md §2)
-GFLOP_PER_RECORD = {100: 1.046, 500: 5.168}  # ResNet18-1D forward + backward per record (10_resnet1d, torch.utils.flop_counter)
 GPUS = {'A100 (312 TFLOP/s bf16)': 312e12, 'H100 SXM (989 TFLOP/s bf16)': 989e12}
 MFUS = (0.05, 0.2)  # model FLOP utilisations assumed for the GPU projections (a 1-D CNN with 64-512 channels; no GPU measured them)
 
@@ -307,7 +306,8 @@ def fmt_table(R: dict, a) -> str:
     if 'pretrain' in R:
         cpu_s = 50 * train / R['pretrain']['loop_records_per_s']
         row('50 epochs', f"this CPU ({R['pretrain']['threads']} threads), {train:,} records x 50", f"{cpu_s / 3600:.1f} h", 'projected from the measured loop')
-    flops = 50 * train * GFLOP_PER_RECORD[a.fs] * 1e9
+    from etp_nbdev.resnet1d import count_flops, resnet18_1d
+    flops = 50 * train * count_flops(resnet18_1d(), 10 * a.fs)  # ResNet18-1D forward + backward per record (10_resnet1d)
     for gpu, peak in GPUS.items():
         row('50 epochs', f"{gpu}, {flops / 1e15:.2f} PFLOP", ' / '.join(f"{flops / (peak * m):.0f} s at {m:.0%} MFU" for m in MFUS),
             'projected from FLOPs')
@@ -347,7 +347,7 @@ def main():
     stages = [s.strip() for s in a.stages.split(',') if s.strip()]
     bad = set(stages) - set(STAGES)
     if bad: ap.error(f"unknown stage(s) {sorted(bad)}; choose from {', '.join(STAGES)}")
-    argv = [a for a in sys.argv[1:]]
+    argv = sys.argv[1:]
     results_file = w / 'full_scale.json'
     R = json.loads(results_file.read_text()) if results_file.exists() else {}
     for s in ['data'] + [s for s in stages if s != 'data']:

@@ -30,33 +30,7 @@ for nb in $(grep -l '#| cuda' nbs/*.ipynb); do
 done
 
 stage "2/4 etp_pretrain on the GPU: a short run, then kill -9 and --resume"
-"$PY" - "$WORK" <<'EOF'
-import os, signal, subprocess, sys, time
-from pathlib import Path
-import pandas as pd
-from etp_nbdev.prepare import prepare
-from etp_nbdev.synthetic import make_synthetic_ptbxl
-w = Path(sys.argv[1])
-if not (w / 'small' / 'manifest.json').exists():
-    make_synthetic_ptbxl(w / 'small_src', n_records=1200, seed=0, rates=(500,), n_jobs=0, overwrite=True)
-    prepare(w / 'small_src', w / 'small', fs=500, n_jobs=os.cpu_count(), overwrite=True, verbose=False)
-bin_ = Path(sys.executable).parent
-cmd = [str(bin_ / 'etp_pretrain'), str(w / 'small'), '--epochs', '3', '--batch_size', '128', '--device', 'cuda', '--no_progress',
-       '--save_every', '2', '--text_cache', str(w / 'cache')]
-run = w / 'small_run'
-p = subprocess.Popen(cmd + ['--out', str(run), '--overwrite'])
-while not (run / 'metrics.csv').exists() or (pd.read_csv(run / 'metrics.csv').query("kind == 'step'").step >= 10).sum() == 0:
-    if p.poll() is not None: sys.exit(f"the run ended (exit {p.returncode}) before step 10")
-    time.sleep(0.2)
-p.send_signal(signal.SIGKILL); p.wait()
-r = subprocess.run(cmd + ['--out', str(run), '--resume'], capture_output=True, text=True)
-print(r.stdout[-1500:], r.stderr[-1500:])
-assert r.returncode == 0 and 'resuming' in r.stdout, r.returncode
-m = pd.read_csv(run / 'metrics.csv')
-steps = m.query("kind == 'step'").step
-assert list(steps) == list(range(1, len(steps) + 1)), 'a step logged twice or missing'
-print(f"GPU run killed at step 10 and resumed: {len(steps)} steps, epochs {m.query('kind == \"epoch\"').val_loss.round(3).tolist()} (val loss)")
-EOF
+"$PY" bench/gpu_resume_check.py "$WORK"
 
 stage "3/4 mixed precision, torch.compile, preloading, every method (bench/gpu_check.py)"
 "$PY" bench/gpu_check.py --work "$WORK/check"

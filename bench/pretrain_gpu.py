@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 from etp_nbdev.prepare import prepare
 from etp_nbdev.pretrain import PretrainConfig, pretrain
+from etp_nbdev.resnet1d import count_flops, resnet18_1d
 from etp_nbdev.synthetic import make_synthetic_ptbxl
 
-GFLOP_PER_RECORD = {100: 1.046, 500: 5.168}  # forward + backward, measured in 10_resnet1d
 
 
 def main():
@@ -50,7 +50,7 @@ def main():
         steps = m[m.kind == 'step']
         train_s = float(steps['elapsed_s'].iloc[-1])
         rec = s['steps'] * a.batch
-        flops = rec * GFLOP_PER_RECORD[a.fs] * 1e9
+        flops = rec * count_flops(resnet18_1d(), 10 * a.fs)  # forward + backward per record (10_resnet1d)
         mfu = flops / train_s / (a.peak_tflops * 1e12 * s['world_size'])
         res = dict(records=a.records, fs=a.fs, epochs=a.epochs, steps=s['steps'], world_size=s['world_size'],
                    loop_seconds=round(train_s, 1), total_seconds=s['seconds'], records_per_s=round(rec / train_s),

@@ -42,3 +42,16 @@ def test_gpu_checks_pass_on_the_cpu(tmp_path):
     assert r.returncode == 0 and 'all checks passed' in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
     from etp_nbdev.methods import METHODS
     assert all(f"{m}: one bf16 training step" in r.stdout for m in METHODS)
+
+
+def test_every_bench_script_compiles():
+    "A syntax error in a script that only runs on a GPU would otherwise surface on the user's GPU (one did: an f-string in gpu_check.sh)."
+    import py_compile
+    scripts = sorted((ROOT / 'bench').glob('*.py'))
+    assert len(scripts) >= 10
+    for f in scripts: py_compile.compile(str(f), doraise=True)
+    sh = [f for f in (ROOT / 'bench').glob('*.sh')]
+    for f in sh:
+        r = subprocess.run(['bash', '-n', str(f)], capture_output=True, text=True)
+        assert r.returncode == 0, (f.name, r.stderr)
+        assert '<<' not in f.read_text(), f"{f.name}: keep Python in bench/*.py files, where this test compiles it"
